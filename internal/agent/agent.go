@@ -1,0 +1,672 @@
+// Package agent watches directories and publishes every change to the
+// broker without losing any: watch (or scan) → filter → enrich → sequence →
+// spool (fsynced) → publish. A record leaves the spool only when the
+// recorder's watermark says it is in the audit log.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fso-project/fso/internal/broker"
+	"github.com/fso-project/fso/internal/event"
+	"github.com/fso-project/fso/internal/spool"
+	"github.com/fso-project/fso/internal/watch"
+)
+
+// Config is what one agent watches and how it delivers.
+type Config struct {
+	ID       string            // agent id, [a-z0-9-]; required
+	Host     string            // host name reported in events; default os.Hostname
+	Labels   map[string]string // announced in the status
+	StateDir string            // spool and sequence; required
+	Roots    []Root
+	// HashLimit is the largest file whose sha256 is taken; default 64 MiB.
+	HashLimit int64
+	// Debounce is how long a written file may stay open before its change
+	// is reported anyway; default 50ms. Closing the file reports it at once.
+	Debounce time.Duration
+	// PublishWindow bounds publishes awaiting the broker's ack; default 4096.
+	PublishWindow int
+	// RetransmitAfter: when the recorder's watermark has not moved for this
+	// long although the broker acked later records, the agent sends the
+	// records after the watermark again (the broker may have lost them).
+	// Default 10s.
+	RetransmitAfter time.Duration
+	// DrainTimeout bounds how long a stopping agent waits for what it
+	// observed to be recorded; what is not stays in the spool. Default 10s.
+	DrainTimeout time.Duration
+	// StatusInterval is the heartbeat period; default 5s.
+	StatusInterval time.Duration
+	// MaxQueued bounds the kernel events read but not yet processed;
+	// default 1,000,000 (about 150 MB at most).
+	MaxQueued int
+	Spool     spool.Options
+}
+
+func (c *Config) setDefaults() {
+	if c.Host == "" {
+		c.Host, _ = os.Hostname()
+	}
+	if c.HashLimit == 0 {
+		c.HashLimit = 64 << 20
+	}
+	if c.Debounce == 0 {
+		c.Debounce = 50 * time.Millisecond
+	}
+	if c.PublishWindow == 0 {
+		c.PublishWindow = 4096
+	}
+	if c.RetransmitAfter == 0 {
+		c.RetransmitAfter = 10 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.StatusInterval == 0 {
+		c.StatusInterval = 5 * time.Second
+	}
+	if c.MaxQueued == 0 {
+		c.MaxQueued = 1_000_000
+	}
+}
+
+// Validate reports the first bad field.
+func (c *Config) Validate() error {
+	if err := event.ValidAgentID(c.ID); err != nil {
+		return fmt.Errorf("agent: --id: %w", err)
+	}
+	if c.StateDir == "" {
+		return errors.New("agent: --state is required")
+	}
+	for i, r := range c.Roots {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("agent: watch[%d]: %w", i, err)
+		}
+		for _, o := range c.Roots[:i] {
+			if within(r.Path, o.Path) || within(o.Path, r.Path) {
+				return fmt.Errorf("agent: watch[%d]: %s overlaps %s", i, r.Path, o.Path)
+			}
+		}
+	}
+	return nil
+}
+
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// JetStreamOptions are the options the agent's JetStream client needs: a
+// bounded window of asynchronous publishes that time out.
+func JetStreamOptions() []jetstream.JetStreamOpt {
+	return []jetstream.JetStreamOpt{
+		jetstream.WithPublishAsyncMaxPending(8192),
+		jetstream.WithPublishAsyncTimeout(5 * time.Second),
+	}
+}
+
+// Agent is one running agent.
+type Agent struct {
+	cfg    Config
+	js     jetstream.JetStream
+	logger *slog.Logger
+	nonce  string
+
+	mu      sync.Mutex
+	roots   []*rootState
+	lastErr string
+	lastAt  time.Time
+	status  Status
+
+	sp        *spool.Spool
+	wake      chan struct{} // new records in the spool
+	resend    chan uint64   // publish again from this seq
+	published atomic.Uint64 // highest seq acked by the broker, in order
+	recorded  atomic.Uint64 // the recorder's watermark
+	observed  atomic.Uint64 // changes reported since start
+	overflows atomic.Int64
+	gap       *event.Gap // changes dropped, not yet reported
+}
+
+type rootState struct {
+	Root
+	f        *filter
+	watching bool
+	err      string
+}
+
+// New checks cfg and returns an agent publishing through js.
+func New(cfg Config, js jetstream.JetStream, logger *slog.Logger) (*Agent, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var n [8]byte
+	rand.Read(n[:])
+	a := &Agent{cfg: cfg, js: js, logger: logger, nonce: hex.EncodeToString(n[:]),
+		wake: make(chan struct{}, 1), resend: make(chan uint64, 1)}
+	for _, r := range cfg.Roots {
+		r.Path = filepath.Clean(r.Path)
+		a.roots = append(a.roots, &rootState{Root: r, f: newFilter(r)})
+	}
+	return a, nil
+}
+
+// Run watches until ctx ends, then stops watching, publishes what it
+// observed and waits up to DrainTimeout for it to be recorded.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("agent: state dir: %w", err)
+	}
+	sopts := a.cfg.Spool
+	sopts.Logger = a.logger
+	sp, err := spool.Open(filepath.Join(a.cfg.StateDir, "spool"), sopts)
+	var ce *spool.CorruptError
+	if errors.As(err, &ce) && sp != nil {
+		a.fail("spool damaged, quarantined", err)
+		// The lost records can never be sent: say so in the audit trail.
+		a.gap = &event.Gap{Agent: a.cfg.ID, Reason: "spool damaged: " + err.Error()}
+		if r := ce.Lost; len(r) > 0 {
+			a.gap.FromSeq, a.gap.ToSeq = r[0][0], r[len(r)-1][1]
+		}
+	} else if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.sp = sp
+	defer sp.Close()
+
+	kv, err := a.js.KeyValue(ctx, broker.AgentsBucket)
+	if err != nil {
+		return fmt.Errorf("agent: open bucket %s: %w", broker.AgentsBucket, err)
+	}
+	if wm, err := readWatermark(ctx, kv, a.cfg.ID); err == nil {
+		a.adoptWatermark(wm)
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		a.logger.Warn("read watermark", "err", err)
+	}
+	if a.sp.NextSeq() > 1 {
+		a.logger.Info("spool opened", "next_seq", a.sp.NextSeq(), "unrecorded", a.sp.Stats().Entries)
+	}
+
+	w, err := watch.New(watch.Options{Logger: a.logger})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.armRoots(w)
+
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	bg, bgcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer bgcancel()
+	var wg sync.WaitGroup
+	var watchErr error
+	wg.Go(func() { watchErr = w.Run(wctx) })
+	wg.Go(func() { a.publish(bg) })
+	wg.Go(func() { a.track(bg, kv, w) })
+
+	collectErr := a.collect(w)
+	wcancel()
+	a.drain(ctx)
+	bgcancel()
+	wg.Wait()
+	a.putStatus(context.Background(), kv, w, false)
+	return errors.Join(collectErr, watchErr)
+}
+
+// drain waits, after the watcher stopped, until everything spooled is
+// recorded or DrainTimeout passes.
+func (a *Agent) drain(ctx context.Context) {
+	last := a.sp.NextSeq() - 1
+	deadline := time.Now().Add(a.cfg.DrainTimeout)
+	for a.recorded.Load() < last && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := a.recorded.Load(); r < last {
+		a.logger.Warn("stopping with records not yet recorded; they stay in the spool and are sent at the next start",
+			"recorded", r, "last", last)
+	} else {
+		a.logger.Info("all observed changes recorded", "last_seq", last)
+	}
+}
+
+func (a *Agent) armRoots(w *watch.Watcher) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.roots {
+		if r.watching {
+			continue
+		}
+		err := w.Add(r.Path, watch.Filter{Recursive: r.Recursive, SkipDir: r.f.skipDir})
+		if err != nil {
+			if r.err != err.Error() {
+				a.logger.Error("cannot watch root", "root", r.Path, "err", err)
+			}
+			r.err = err.Error()
+			a.lastErr, a.lastAt = err.Error(), time.Now()
+			continue
+		}
+		r.watching, r.err = true, ""
+		a.logger.Info("watching", "root", r.Path, "recursive", r.Recursive)
+	}
+}
+
+func (a *Agent) fail(msg string, err error) {
+	a.logger.Error(msg, "err", err)
+	a.mu.Lock()
+	a.lastErr, a.lastAt = fmt.Sprintf("%s: %v", msg, err), time.Now()
+	a.mu.Unlock()
+}
+
+// collect turns the watcher's events into spooled records until the
+// watcher stops.
+func (a *Agent) collect(w *watch.Watcher) error {
+	q := newQueue(a.cfg.MaxQueued)
+	go q.pump(w.Events())
+	co := newCoalescer(a.cfg.Debounce)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var changes []change
+	const maxBatch = 8192
+	var backlog []watch.Event
+	errs := w.Errors()
+	for {
+		var tc <-chan time.Time
+		if d, ok := co.next(); ok {
+			timer.Reset(time.Until(d))
+			tc = timer.C
+		}
+		if len(backlog) == 0 {
+			select {
+			case <-q.ready:
+				batches, done := q.take()
+				if done {
+					changes = co.flushAll(changes)
+					return a.record(w, changes)
+				}
+				for _, b := range batches {
+					backlog = append(backlog, b...)
+				}
+			case <-tc:
+				changes = co.due(time.Now(), changes)
+			case err, ok := <-errs:
+				if !ok {
+					errs = nil
+					continue
+				}
+				a.fail("watch problem", err)
+				continue
+			}
+		}
+		// Group commit: up to maxBatch events per spool fsync.
+		n := min(len(backlog), maxBatch)
+		for _, ev := range backlog[:n] {
+			changes = co.add(ev, changes)
+		}
+		backlog = backlog[n:]
+		if len(backlog) > 0 {
+			signal(q.ready) // come back for the rest without waiting
+		}
+		if err := a.record(w, changes); err != nil {
+			return err
+		}
+		changes = changes[:0]
+	}
+}
+
+// record filters, enriches, sequences and spools changes.
+func (a *Agent) record(w *watch.Watcher, changes []change) error {
+	if len(changes) == 0 && a.gap == nil {
+		return nil
+	}
+	next := a.sp.NextSeq()
+	entries := make([]spool.Entry, 0, len(changes)+1)
+	if a.gap != nil {
+		g := *a.gap
+		g.Seq = next
+		if g.FromSeq == 0 { // damage whose range is unknown
+			g.FromSeq, g.ToSeq = next, next
+			g.Seq = next + 1
+			if err := a.sp.SetNextSeq(next + 1); err != nil {
+				return fmt.Errorf("agent: %w", err)
+			}
+			next++
+		}
+		data, _ := g.Marshal()
+		entries = append(entries, spool.Entry{Seq: g.Seq, Subject: event.GapSubject(a.cfg.ID), Data: data})
+		next++
+	}
+	for _, c := range changes {
+		var subject string
+		var data []byte
+		var err error
+		seq := next
+		if c.overflow {
+			a.overflows.Add(1)
+			o := event.Overflow{Agent: a.cfg.ID, Seq: seq, Reason: "inotify queue overflow: the kernel dropped events", ObservedAt: c.at}
+			subject, data = event.OverflowSubject(a.cfg.ID), must(o.Marshal())
+			a.logger.Warn("inotify queue overflow")
+		} else {
+			r := a.rootOf(c.path)
+			if r == nil || !(c.rootGone || r.f.wants(c.path, c.typ) || (c.typ == event.Rename && r.f.wants(c.oldPath, c.typ))) {
+				continue
+			}
+			if c.rootGone {
+				a.rootGone(w, r)
+			}
+			e := event.Event{ID: event.ID(a.cfg.ID, seq), Agent: a.cfg.ID, Host: a.cfg.Host, Seq: seq, Type: c.typ,
+				Path: c.path, OldPath: c.oldPath, IsDir: c.isDir, ObservedAt: c.at, Source: event.SourceWatch}
+			if c.scan {
+				e.Source = event.SourceScan
+			}
+			if c.typ != event.Delete {
+				enrich(&e, a.cfg.HashLimit)
+			}
+			subject = event.EventSubject(a.cfg.ID, c.typ)
+			if data, err = e.Marshal(); err != nil {
+				return fmt.Errorf("agent: encode event: %w", err)
+			}
+		}
+		entries = append(entries, spool.Entry{Seq: seq, Subject: subject, Data: data})
+		next++
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if err := a.sp.Append(entries); err != nil {
+		// Nothing was written. The changes are lost unless we say so:
+		// consume their seqs and report the range as a gap once the spool
+		// takes records again.
+		first, last := entries[0].Seq, entries[len(entries)-1].Seq
+		if a.gap != nil && a.gap.FromSeq > 0 && entries[0].Subject == event.GapSubject(a.cfg.ID) {
+			first = a.gap.FromSeq // the pending gap widens
+		}
+		if serr := a.sp.SetNextSeq(last + 1); serr != nil {
+			return fmt.Errorf("agent: spool: %w; and cannot persist seq: %w", err, serr)
+		}
+		a.gap = &event.Gap{Agent: a.cfg.ID, FromSeq: first, ToSeq: last, Reason: "agent spool: " + err.Error()}
+		a.fail("changes dropped, a gap record will say so", err)
+		return nil
+	}
+	a.gap = nil
+	a.observed.Add(uint64(len(entries)))
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err) // only fixed-shape records reach here
+	}
+	return b
+}
+
+func (a *Agent) rootOf(p string) *rootState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.roots {
+		if within(p, r.Path) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (a *Agent) rootGone(w *watch.Watcher, r *rootState) {
+	w.Remove(r.Path)
+	a.mu.Lock()
+	r.watching, r.err = false, "root deleted or moved away; re-armed when it exists again"
+	a.lastErr, a.lastAt = r.Path+": "+r.err, time.Now()
+	a.mu.Unlock()
+	a.logger.Error("root gone", "root", r.Path)
+}
+
+// zeroEmitted is how a record's emitted_at reads before it is sent. No
+// string value can contain it unescaped, so it occurs once, as the field.
+var zeroEmitted = []byte(`"emitted_at":"0001-01-01T00:00:00Z"`)
+
+func stamp(data []byte, now time.Time) []byte {
+	i := bytes.Index(data, zeroEmitted)
+	if i < 0 {
+		return data
+	}
+	ts := now.UTC().Format(time.RFC3339Nano)
+	out := make([]byte, 0, len(data)+len(ts))
+	out = append(out, data[:i]...)
+	out = append(out, `"emitted_at":"`...)
+	out = append(out, ts...)
+	out = append(out, '"')
+	return append(out, data[i+len(zeroEmitted):]...)
+}
+
+type inflight struct {
+	seq uint64
+	fut jetstream.PubAckFuture
+}
+
+// publish sends spooled records in seq order, a bounded window at a time,
+// and starts again from the first one that failed.
+func (a *Agent) publish(ctx context.Context) {
+	cursor := a.sp.First()
+	var q []inflight
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		for len(q) < a.cfg.PublishWindow {
+			ents, err := a.sp.Read(cursor, min(512, a.cfg.PublishWindow-len(q)), 4<<20)
+			if err != nil {
+				a.fail("read spool", err)
+				break
+			}
+			if len(ents) == 0 {
+				break
+			}
+			now := time.Now()
+			failed := false
+			for _, e := range ents {
+				m := nats.NewMsg(e.Subject)
+				m.Data = stamp(e.Data, now)
+				m.Header.Set(jetstream.MsgIDHeader, a.cfg.ID+":"+a.nonce+":"+strconv.FormatUint(e.Seq, 10))
+				fut, err := a.js.PublishMsgAsync(m, jetstream.WithExpectStream(broker.Stream))
+				if err != nil {
+					a.fail("publish", err)
+					failed = true
+					break
+				}
+				q = append(q, inflight{e.Seq, fut})
+				cursor = e.Seq + 1
+			}
+			if failed {
+				break
+			}
+		}
+		if len(q) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.wake:
+			case from := <-a.resend:
+				cursor = max(from, a.sp.First())
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-q[0].fut.Ok():
+			a.published.Store(q[0].seq)
+			q = q[1:]
+			backoff = 100 * time.Millisecond
+		case err := <-q[0].fut.Err():
+			a.fail("publish not acknowledged, will retry", err)
+			cursor, q = q[0].seq, nil
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		case from := <-a.resend:
+			cursor, q = max(from, a.sp.First()), nil
+		}
+	}
+}
+
+func watermarkKey(id string) string { return "recorded." + id }
+func statusKey(id string) string    { return "status." + id }
+
+func readWatermark(ctx context.Context, kv jetstream.KeyValue, id string) (uint64, error) {
+	e, err := kv.Get(ctx, watermarkKey(id))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(string(e.Value()), 10, 64)
+}
+
+// adoptWatermark trims what the recorder has, and moves the seq past it
+// when the state dir was lost: reusing seqs the audit log already holds
+// would make the recorder drop new records as duplicates.
+func (a *Agent) adoptWatermark(wm uint64) {
+	if wm >= a.sp.NextSeq() {
+		a.logger.Warn("the audit log has records past this agent's spool: state was lost or replaced; continuing after them",
+			"watermark", wm, "next_seq", a.sp.NextSeq())
+		if err := a.sp.SetNextSeq(wm + 1); err != nil {
+			a.fail("advance seq", err)
+		}
+	}
+	if wm > a.recorded.Load() {
+		a.recorded.Store(wm)
+		if err := a.sp.Trim(wm); err != nil {
+			a.fail("trim spool", err)
+		}
+	}
+}
+
+// track follows the recorder's watermark, trims the spool, asks for a
+// retransmit when the watermark is stuck, re-arms missing roots and sends
+// the heartbeat.
+func (a *Agent) track(ctx context.Context, kv jetstream.KeyValue, w *watch.Watcher) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastMove := time.Now()
+	wait := a.cfg.RetransmitAfter
+	var lastStatus, lastArm time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if a.recorded.Load() < a.sp.NextSeq()-1 {
+				if wm, err := readWatermark(ctx, kv, a.cfg.ID); err == nil && wm > a.recorded.Load() {
+					a.adoptWatermark(wm)
+					lastMove, wait = now, a.cfg.RetransmitAfter
+				}
+				if a.published.Load() > a.recorded.Load() && now.Sub(lastMove) > wait {
+					a.logger.Warn("recorder watermark stuck; sending unrecorded records again", "from", a.recorded.Load()+1)
+					select {
+					case a.resend <- a.recorded.Load() + 1:
+					default:
+					}
+					lastMove, wait = now, min(2*wait, 5*time.Minute)
+				}
+			} else {
+				lastMove = now
+			}
+			if now.Sub(lastArm) > 2*time.Second {
+				lastArm = now
+				a.armRoots(w)
+			}
+			if now.Sub(lastStatus) >= a.cfg.StatusInterval {
+				lastStatus = now
+				a.putStatus(ctx, kv, w, true)
+			}
+		}
+	}
+}
+
+// Status is what an agent reports of itself in the fso-agents bucket
+// (key status.<id>).
+type Status struct {
+	ID            string            `json:"id"`
+	Host          string            `json:"host"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Online        bool              `json:"online"`
+	Heartbeat     time.Time         `json:"heartbeat"`
+	Roots         []RootStatus      `json:"roots"`
+	Watches       int               `json:"watches"`
+	Unwatched     []string          `json:"unwatched,omitempty"`
+	UnwatchedN    int               `json:"unwatched_count"`
+	Overflows     int64             `json:"overflows"`
+	Observed      uint64            `json:"observed"`
+	NextSeq       uint64            `json:"next_seq"`
+	Published     uint64            `json:"published"`
+	Recorded      uint64            `json:"recorded"`
+	SpoolEntries  int               `json:"spool_entries"`
+	SpoolBytes    int64             `json:"spool_bytes"`
+	LastError     string            `json:"last_error,omitempty"`
+	LastErrorTime time.Time         `json:"last_error_at,omitzero"`
+}
+
+// RootStatus is one watched root in a Status.
+type RootStatus struct {
+	Path     string `json:"path"`
+	Watching bool   `json:"watching"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Status returns the agent's current status.
+func (a *Agent) Status(w *watch.Watcher) Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := Status{ID: a.cfg.ID, Host: a.cfg.Host, Labels: a.cfg.Labels, Heartbeat: time.Now().UTC(),
+		Overflows: a.overflows.Load(), Observed: a.observed.Load(),
+		Published: a.published.Load(), Recorded: a.recorded.Load(), LastError: a.lastErr, LastErrorTime: a.lastAt}
+	for _, r := range a.roots {
+		st.Roots = append(st.Roots, RootStatus{Path: r.Path, Watching: r.watching, Error: r.err})
+	}
+	if a.sp != nil {
+		ss := a.sp.Stats()
+		st.NextSeq, st.SpoolEntries, st.SpoolBytes = ss.NextSeq, ss.Entries, ss.Bytes
+	}
+	if w != nil {
+		ws := w.Status()
+		st.Watches, st.Unwatched, st.UnwatchedN = ws.Watches, slices.Clone(ws.Unwatched), ws.UnwatchedCount
+	}
+	return st
+}
+
+func (a *Agent) putStatus(ctx context.Context, kv jetstream.KeyValue, w *watch.Watcher, online bool) {
+	st := a.Status(w)
+	st.Online = online
+	data, err := json.Marshal(st)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := kv.Put(ctx, statusKey(a.cfg.ID), data); err != nil {
+		a.logger.Debug("put status", "err", err)
+	}
+}

@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fso-project/fso/internal/agent"
+	"github.com/fso-project/fso/internal/event"
+)
+
+// watchFlags are the local watch settings of `fso agent` and `fso up`.
+type watchFlags struct {
+	id        string
+	state     string
+	watch     []string
+	include   []string
+	exclude   []string
+	events    []string
+	labels    []string
+	noRecurse bool
+	cfg       agent.Config
+}
+
+func addWatchFlags(cmd *cobra.Command, w *watchFlags) {
+	host, _ := os.Hostname()
+	f := cmd.Flags()
+	f.StringVar(&w.id, "id", event.SanitizeID(host), "agent id, [a-z0-9-] (default: host name reduced to that)")
+	f.StringArrayVar(&w.watch, "watch", nil, "directory to watch recursively (repeatable)")
+	f.StringArrayVar(&w.include, "include", nil, "report only paths matching this ** glob, relative to the watched directory (repeatable; default all)")
+	f.StringArrayVar(&w.exclude, "exclude", nil, "never report paths matching this ** glob; matching directories are not watched (repeatable)")
+	f.StringSliceVar(&w.events, "events", nil, "event types to report: create,modify,delete,rename,attrib (default all)")
+	f.StringArrayVar(&w.labels, "label", nil, "label k=v announced to the controller (repeatable)")
+	f.BoolVar(&w.noRecurse, "no-recursive", false, "watch only the directories themselves, not their subdirectories")
+	f.Int64Var(&w.cfg.HashLimit, "hash-limit", 64<<20, "largest file, in bytes, whose sha256 is recorded")
+	f.DurationVar(&w.cfg.Debounce, "debounce", 0, "how long a file being written may stay open before its change is reported anyway (default 50ms)")
+}
+
+// config turns the flags into an agent configuration.
+func (w *watchFlags) config() (agent.Config, error) {
+	c := w.cfg
+	c.ID, c.StateDir = w.id, w.state
+	var types []event.Type
+	for _, e := range w.events {
+		t, err := event.ParseType(strings.TrimSpace(e))
+		if err != nil {
+			return c, fmt.Errorf("--events: %w", err)
+		}
+		types = append(types, t)
+	}
+	for _, p := range w.watch {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return c, fmt.Errorf("--watch %s: %w", p, err)
+		}
+		c.Roots = append(c.Roots, agent.Root{Path: abs, Recursive: !w.noRecurse, Include: w.include, Exclude: w.exclude, Events: types})
+	}
+	for _, l := range w.labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return c, fmt.Errorf("--label %q: want key=value", l)
+		}
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		c.Labels[k] = v
+	}
+	return c, nil
+}
+
+func newAgentCmd(g *globals) *cobra.Command {
+	var w watchFlags
+	var server string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Watch directories and publish every change to the broker",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger := g.logger().With("component", "agent")
+			cfg, err := w.config()
+			if err != nil {
+				return usageError{err}
+			}
+			if _, err := agent.New(cfg, nil, logger); err != nil {
+				return usageError{err}
+			}
+			nc, js, err := connect(cmd.Context(), server, "fso-agent-"+cfg.ID, logger, agent.JetStreamOptions()...)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			a, err := agent.New(cfg, js, logger.With("agent", cfg.ID))
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&server, "server", defaultServer, "broker URLs, comma-separated")
+	cmd.Flags().StringVar(&w.state, "state", "", "state directory: spool and sequence (required)")
+	addWatchFlags(cmd, &w)
+	return cmd
+}

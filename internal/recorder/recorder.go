@@ -1,0 +1,362 @@
+// Package recorder is the durable consumer of the FSO stream: it appends
+// every record to the audit log, fsyncs, and only then acknowledges. It
+// writes each agent's records in seq order, drops what it already wrote (so
+// redelivery cannot duplicate a line), turns anything it cannot decode into
+// a rejected record, and publishes per agent the highest contiguous seq it
+// has made durable (the watermark agents trim their spools at).
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fso-project/fso/internal/auditlog"
+	"github.com/fso-project/fso/internal/broker"
+	"github.com/fso-project/fso/internal/event"
+)
+
+// Config configures a recorder.
+type Config struct {
+	AuditDir string // required
+	// MaxBatch bounds the records of one append+fsync; default 2000.
+	MaxBatch int
+	// MaxPending bounds, per agent, records held while waiting for a
+	// missing predecessor; past it they are left to redelivery. Default 100000.
+	MaxPending int
+	// WatermarkInterval is the least time between two watermark updates of
+	// one agent; default 50ms.
+	WatermarkInterval time.Duration
+	Audit             auditlog.Options
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 2000
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = 100000
+	}
+	if c.WatermarkInterval == 0 {
+		c.WatermarkInterval = 50 * time.Millisecond
+	}
+}
+
+// Recorder consumes the FSO stream into an audit log.
+type Recorder struct {
+	cfg    Config
+	js     jetstream.JetStream
+	logger *slog.Logger
+
+	log    *auditlog.Writer
+	agents map[string]*agentSeq
+
+	wmMu    sync.Mutex
+	wmDirty map[string]uint64
+	wmWake  chan struct{}
+
+	statsMu  sync.Mutex
+	written  int64
+	rejected int64
+}
+
+// New checks cfg and returns a recorder reading through js.
+func New(cfg Config, js jetstream.JetStream, logger *slog.Logger) (*Recorder, error) {
+	cfg.setDefaults()
+	if cfg.AuditDir == "" {
+		return nil, errors.New("recorder: --audit-dir is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{cfg: cfg, js: js, logger: logger, agents: map[string]*agentSeq{},
+		wmDirty: map[string]uint64{}, wmWake: make(chan struct{}, 1)}, nil
+}
+
+// Run records until ctx ends. What it has acknowledged is in the audit log
+// and fsynced; what it has not is redelivered to the next run.
+func (r *Recorder) Run(ctx context.Context) error {
+	opts := r.cfg.Audit
+	if opts.Logger == nil {
+		opts.Logger = r.logger
+	}
+	w, err := auditlog.Open(r.cfg.AuditDir, opts)
+	if err != nil {
+		return fmt.Errorf("recorder: %w", err)
+	}
+	r.log = w
+	defer w.Close()
+	if err := r.load(ctx); err != nil {
+		return err
+	}
+	kv, err := r.js.KeyValue(ctx, broker.AgentsBucket)
+	if err != nil {
+		return fmt.Errorf("recorder: open bucket %s: %w", broker.AgentsBucket, err)
+	}
+	for a, s := range r.agents {
+		r.wmDirty[a] = s.wm
+	}
+	msgs := make(chan jetstream.Msg, 4096)
+	var wg sync.WaitGroup
+	wmCtx, wmCancel := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { r.publishWatermarks(wmCtx, kv) })
+	wg.Go(func() { r.consume(ctx, msgs) })
+	err = r.loop(ctx, msgs)
+	wmCancel()
+	wg.Wait()
+	return err
+}
+
+// load rebuilds each agent's position from the audit log.
+func (r *Recorder) load(ctx context.Context) error {
+	n := 0
+	err := auditlog.Scan(ctx, r.cfg.AuditDir, func(rec auditlog.Record) error {
+		if rec.Agent == "" || rec.Seq == 0 {
+			return nil
+		}
+		n++
+		er := event.Record{Kind: rec.Kind, Agent: rec.Agent, Seq: rec.Seq}
+		if rec.Kind == event.KindGap {
+			g, err := gapOf(rec.Raw)
+			if err != nil {
+				return fmt.Errorf("%s line %d: %w", rec.Segment, rec.Line, err)
+			}
+			er.Gap = g
+		}
+		r.agent(rec.Agent).wrote(er)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recorder: read audit log: %w", err)
+	}
+	r.logger.Info("audit log loaded", "dir", r.cfg.AuditDir, "agent_records", n, "agents", len(r.agents))
+	return nil
+}
+
+func (r *Recorder) agent(id string) *agentSeq {
+	s, ok := r.agents[id]
+	if !ok {
+		s = newAgentSeq()
+		r.agents[id] = s
+	}
+	return s
+}
+
+// consume feeds msgs from the durable consumer until ctx ends, starting
+// again after errors (a deleted consumer is re-created).
+func (r *Recorder) consume(ctx context.Context, msgs chan<- jetstream.Msg) {
+	for ctx.Err() == nil {
+		err := r.consumeOnce(ctx, msgs)
+		if ctx.Err() != nil {
+			return
+		}
+		r.logger.Warn("consumer interrupted, resuming", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (r *Recorder) consumeOnce(ctx context.Context, msgs chan<- jetstream.Msg) error {
+	cons, err := r.js.Consumer(ctx, broker.Stream, broker.RecorderDurable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err = broker.Setup(ctx, r.js, broker.SetupOptions{Replicas: broker.Replicas(r.js.Conn(), 0)}); err == nil {
+			cons, err = r.js.Consumer(ctx, broker.Stream, broker.RecorderDurable)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2048))
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+			it.Stop()
+			return nil
+		}
+	}
+}
+
+// loop writes batches: take what is ready, append, fsync, then ack.
+func (r *Recorder) loop(ctx context.Context, msgs <-chan jetstream.Msg) error {
+	backoff := 100 * time.Millisecond
+	for {
+		var batch []jetstream.Msg
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+	more:
+		for len(batch) < r.cfg.MaxBatch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		if err := r.write(batch); err != nil {
+			r.logger.Error("audit log write failed; nothing acknowledged, will retry", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// write appends what of batch can be written in order, fsyncs, and acks.
+// On failure nothing is acknowledged and the in-memory state is as before.
+func (r *Recorder) write(batch []jetstream.Msg) error {
+	now := time.Now()
+	undo := map[string]seqState{}
+	var acks []ackable
+	var lines [][]byte
+	touched := map[string]bool{}
+	for _, m := range batch {
+		var streamSeq uint64
+		if md, err := m.Metadata(); err == nil {
+			streamSeq = md.Sequence.Stream
+		}
+		rec, err := event.Decode(m.Subject(), m.Data())
+		if err != nil {
+			rj := event.NewRejected(m.Subject(), m.Data(), err, streamSeq)
+			line, _ := rj.Marshal()
+			lines = append(lines, line)
+			acks = append(acks, m)
+			r.logger.Warn("message rejected", "subject", m.Subject(), "err", err)
+			continue
+		}
+		s := r.agent(rec.Agent)
+		if _, ok := undo[rec.Agent]; !ok {
+			undo[rec.Agent] = s.snapshot()
+		}
+		if s.has(rec.Seq) {
+			acks = append(acks, m) // already in the log: a redelivery or retransmit
+			continue
+		}
+		if old, ok := s.pending[rec.Seq]; ok && old.msg != nil {
+			old.msg = m // the newest delivery is the one to ack
+			continue
+		}
+		if len(s.pending) >= r.cfg.MaxPending {
+			continue // left unacknowledged: redelivered later
+		}
+		s.pending[rec.Seq] = &item{rec: rec, msg: m}
+		for {
+			it, ok := s.next()
+			if !ok {
+				break
+			}
+			lines = append(lines, it.rec.JSON)
+			acks = append(acks, it.msg)
+			s.wrote(it.rec)
+			touched[rec.Agent] = true
+		}
+	}
+	if len(lines) > 0 {
+		err := r.log.Append(lines...)
+		if err == nil {
+			err = r.log.Sync()
+		}
+		if err != nil {
+			for a, st := range undo {
+				r.agents[a].restore(st)
+			}
+			for _, m := range acks {
+				m.Nak()
+			}
+			return err
+		}
+	}
+	for _, m := range acks {
+		m.Ack()
+	}
+	r.statsMu.Lock()
+	r.written += int64(len(lines))
+	r.statsMu.Unlock()
+	if len(touched) > 0 {
+		r.wmMu.Lock()
+		for a := range touched {
+			r.wmDirty[a] = r.agents[a].wm
+		}
+		r.wmMu.Unlock()
+		select {
+		case r.wmWake <- struct{}{}:
+		default:
+		}
+	}
+	if d := time.Since(now); d > time.Second {
+		r.logger.Warn("slow audit write", "records", len(lines), "took", d)
+	}
+	return nil
+}
+
+// publishWatermarks puts, at most every WatermarkInterval, each changed
+// agent's watermark into the fso-agents bucket. Only fsynced positions get
+// here, so an agent never trims what is not durable.
+func (r *Recorder) publishWatermarks(ctx context.Context, kv jetstream.KeyValue) {
+	for {
+		r.flushWatermarks(ctx, kv)
+		select {
+		case <-ctx.Done():
+			// A last put, so a stopping agent sees its final records durable.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			r.flushWatermarks(fctx, kv)
+			cancel()
+			return
+		case <-r.wmWake:
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(r.cfg.WatermarkInterval):
+		}
+	}
+}
+
+func (r *Recorder) flushWatermarks(ctx context.Context, kv jetstream.KeyValue) {
+	r.wmMu.Lock()
+	dirty := r.wmDirty
+	r.wmDirty = map[string]uint64{}
+	r.wmMu.Unlock()
+	for a, wm := range dirty {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := kv.Put(pctx, "recorded."+a, []byte(strconv.FormatUint(wm, 10)))
+		cancel()
+		if err != nil {
+			r.wmMu.Lock()
+			if _, newer := r.wmDirty[a]; !newer {
+				r.wmDirty[a] = wm
+			}
+			r.wmMu.Unlock()
+			r.logger.Warn("publish watermark", "agent", a, "err", err)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package recorder_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fso-project/fso/internal/auditlog"
+	"github.com/fso-project/fso/internal/broker/brokertest"
+	"github.com/fso-project/fso/internal/event"
+	"github.com/fso-project/fso/internal/recorder"
+)
+
+func ev(agent string, seq uint64) *nats.Msg {
+	t0 := time.Now()
+	e := event.Event{ID: event.ID(agent, seq), Agent: agent, Host: "h", Seq: seq, Type: event.Create,
+		Path: fmt.Sprintf("/r/f%d", seq), ObservedAt: t0, EmittedAt: t0, Source: event.SourceWatch}
+	b, _ := e.Marshal()
+	return &nats.Msg{Subject: event.EventSubject(agent, event.Create), Data: b}
+}
+
+func publish(t *testing.T, js jetstream.JetStream, m *nats.Msg) {
+	t.Helper()
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
+
+type line struct {
+	Kind   string `json:"kind"`
+	Agent  string `json:"agent"`
+	Seq    uint64 `json:"seq"`
+	Reason string `json:"reason"`
+}
+
+func start(t *testing.T, b *brokertest.Broker, dir string) context.CancelFunc {
+	t.Helper()
+	r, err := recorder.New(recorder.Config{AuditDir: dir}, b.JetStream(t), slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("recorder: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		if ctx.Err() == nil {
+			stop()
+		}
+	})
+	return stop
+}
+
+func waitLines(t *testing.T, dir string, n int) []line {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var out []line
+		auditlog.Scan(t.Context(), dir, func(r auditlog.Record) error {
+			var l line
+			json.Unmarshal(r.Raw, &l)
+			out = append(out, l)
+			return nil
+		})
+		if len(out) >= n {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("have %d lines, want %d: %+v", len(out), n, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Out-of-order arrivals are written in seq order, duplicates dropped,
+// garbage rejected explicitly, and the watermark published.
+func TestOrderDedupeReject(t *testing.T) {
+	b := brokertest.Start(t)
+	js := b.JetStream(t)
+	dir := t.TempDir()
+	start(t, b, dir)
+	for _, seq := range []uint64{2, 1, 1, 3, 5, 2} {
+		publish(t, js, ev("a", seq))
+	}
+	publish(t, js, &nats.Msg{Subject: "fso.events.a.create", Data: []byte("not json")})
+	forged := ev("b", 1)
+	forged.Subject = "fso.events.a.create"
+	publish(t, js, forged) // payload names agent b on agent a's subject
+	publish(t, js, ev("a", 4))
+	got := waitLines(t, dir, 7)
+	var seqs []uint64
+	rejected := 0
+	for _, l := range got {
+		switch l.Kind {
+		case "event":
+			if l.Agent != "a" {
+				t.Fatalf("forged record accepted: %+v", l)
+			}
+			seqs = append(seqs, l.Seq)
+		case "rejected":
+			rejected++
+		}
+	}
+	if fmt.Sprint(seqs) != "[1 2 3 4 5]" || rejected != 2 {
+		t.Fatalf("have seqs %v and %d rejected, want [1 2 3 4 5] and 2: %+v", seqs, rejected, got)
+	}
+	kv, err := js.KeyValue(t.Context(), "fso-agents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e, err := kv.Get(t.Context(), "recorded.a")
+		if err == nil && string(e.Value()) == "5" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watermark of a: %v %v, want 5", e, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A restarted recorder knows what it wrote: redelivered and retransmitted
+// records are not written twice, and a gap record lets it move past seqs
+// that will never come.
+func TestRestartAndGap(t *testing.T) {
+	b := brokertest.Start(t)
+	js := b.JetStream(t)
+	dir := t.TempDir()
+	stop := start(t, b, dir)
+	for seq := uint64(1); seq <= 3; seq++ {
+		publish(t, js, ev("a", seq))
+	}
+	waitLines(t, dir, 3)
+	stop()
+	start(t, b, dir)
+	for seq := uint64(1); seq <= 3; seq++ {
+		publish(t, js, ev("a", seq)) // a retransmit after the dedupe window
+	}
+	publish(t, js, ev("a", 7))
+	g, _ := event.Gap{Agent: "a", Seq: 6, FromSeq: 4, ToSeq: 5, Reason: "spool full"}.Marshal()
+	publish(t, js, &nats.Msg{Subject: event.GapSubject("a"), Data: g})
+	got := waitLines(t, dir, 5)
+	var desc []string
+	for _, l := range got {
+		desc = append(desc, fmt.Sprintf("%s%d", l.Kind, l.Seq))
+	}
+	if fmt.Sprint(desc) != "[event1 event2 event3 gap6 event7]" {
+		t.Fatalf("have %v", desc)
+	}
+	rep, err := auditlog.Verify(t.Context(), dir, nil)
+	if err != nil || rep.Problem != nil || rep.Agents["a"].MissingCount != 0 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}

@@ -1,0 +1,81 @@
+package spool_test
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fso-project/fso/internal/spool"
+)
+
+// TestDiskFull fills a small tmpfs: the append that does not fit fails with
+// ENOSPC and leaves no partial frame, and appends work again once Trim has
+// freed space.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256k,mode=0700"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	const n = 3000
+	es := entrySize(n)
+	opts := spool.Options{SegmentBytes: 40 << 10}
+	s := open(t, dir, opts)
+
+	next := uint64(1)
+	var err error
+	for range 200 {
+		if err = s.Append(batch(next, 4, n)); err != nil {
+			break
+		}
+		next += 4
+	}
+	if err == nil || errors.Is(err, spool.ErrFull) || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("Append on a full disk: have %v, want ENOSPC naming the file", err)
+	}
+	t.Logf("after %d entries: %v", next-1, err)
+	if have := s.NextSeq(); have != next {
+		t.Fatalf("NextSeq after the failed append: have %d, want %d", have, next)
+	}
+	// No partial frame anywhere: every segment holds whole frames, as many
+	// as the spool says.
+	frames := int64(0)
+	for _, p := range segFiles(t, dir) {
+		size := fileSize(t, p) - spool.SegHeaderSize
+		if size%es != 0 {
+			t.Fatalf("%s: %d bytes of frames, not a multiple of %d", p, size, es)
+		}
+		frames += size / es
+	}
+	if st := s.Stats(); frames != int64(st.Entries) {
+		t.Fatalf("%d frames on disk, want %d", frames, st.Entries)
+	}
+	// Still full: the error repeats and nothing changes.
+	if err := s.Append(batch(next, 4, n)); err == nil {
+		t.Fatal("second Append on a full disk: no error")
+	}
+
+	if err := s.Trim(next - 1); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, batch(next, 4, n))
+	mustAppend(t, s, batch(next+4, 4, n))
+	checkEntries(t, readAll(t, s)[len(readAll(t, s))-8:], seqRange(next, next+7), n)
+
+	s.Close()
+	s = open(t, dir, opts)
+	if have := s.NextSeq(); have != next+8 {
+		t.Fatalf("NextSeq after reopening: have %d, want %d", have, next+8)
+	}
+}

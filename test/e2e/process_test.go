@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// streamMsgs is how many messages the FSO stream holds.
+func streamMsgs(t *testing.T, url string) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
+	if err != nil {
+		return 0
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "FSO")
+	if err != nil {
+		return 0
+	}
+	return s.CachedInfo().State.Msgs
+}
+
+func waitProbe(t *testing.T, root, audit, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		p := filepath.Join(root, fmt.Sprintf("%s-%d.conf", name, i))
+		write(t, p, "probe")
+		time.Sleep(200 * time.Millisecond)
+		if eventKeys(readLog(t, audit))["create "+p] > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never recorded", p)
+		}
+	}
+}
+
+// The system as separate processes: filters apply, restarts of agent and
+// recorder keep seq and duplicate nothing, and events the broker acked
+// survive kill -9 of the broker (and of the agent that sent them).
+func TestSeparateProcesses(t *testing.T) {
+	addr := freePort(t)
+	url := "nats://" + addr
+	bdata, state, audit, root := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	brk := startProc(t, "broker", "--data", bdata, "--listen", addr)
+	agentArgs := []string{"agent", "--server", url, "--id", "web-1", "--state", state, "--watch", root,
+		"--include", "**/*.conf", "--exclude", "**/*.swp", "--events", "create,modify,delete,rename"}
+	ag := startProc(t, agentArgs...)
+	rec := startProc(t, "recorder", "--server", url, "--audit-dir", audit)
+	waitProbe(t, root, audit, "probe")
+
+	conf, swp, txt := filepath.Join(root, "x.conf"), filepath.Join(root, "x.conf.swp"), filepath.Join(root, "x.txt")
+	write(t, swp, "s")
+	write(t, txt, "t")
+	write(t, conf, "c")
+	must(t, chmod(conf))
+	waitLog(t, audit, 10*time.Second, has(nil, "create "+conf))
+
+	// Graceful restarts of both.
+	rec.stop(t)
+	ag.stop(t)
+	ag = startProc(t, agentArgs...)
+	rec = startProc(t, "recorder", "--server", url, "--audit-dir", audit)
+	waitProbe(t, root, audit, "again")
+
+	// Recorder down: the broker holds what the agent publishes.
+	rec.stop(t)
+	base := streamMsgs(t, url)
+	const n = 100
+	for i := range n {
+		write(t, filepath.Join(root, fmt.Sprintf("k%03d.conf", i)), "k")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for streamMsgs(t, url) < base+n {
+		if time.Now().After(deadline) {
+			t.Fatalf("stream holds %d messages, want %d", streamMsgs(t, url), base+n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Only the broker has them now: kill the agent, then the broker, hard.
+	ag.kill9(t)
+	brk.kill9(t)
+	brk = startProc(t, "broker", "--data", bdata, "--listen", addr)
+	rec = startProc(t, "recorder", "--server", url, "--audit-dir", audit)
+	want := make([]string, n)
+	for i := range n {
+		want[i] = "create " + filepath.Join(root, fmt.Sprintf("k%03d.conf", i))
+	}
+	waitLog(t, audit, 30*time.Second, has(nil, want...))
+	rec.stop(t)
+	brk.stop(t)
+
+	recs := readLog(t, audit)
+	checkIntegrity(t, audit, recs)
+	k := eventKeys(recs)
+	for _, w := range want {
+		if k[w] != 1 {
+			t.Errorf("%s recorded %d times", w, k[w])
+		}
+	}
+	for key := range k {
+		if filepath.Ext(key) != ".conf" {
+			t.Errorf("filtered path recorded: %s", key)
+		}
+		if key[:6] == "attrib" {
+			t.Errorf("attrib recorded although --events excludes it: %s", key)
+		}
+	}
+}
+
+func chmod(p string) error { return os.Chmod(p, 0o600) }
