@@ -359,6 +359,7 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 		var subject string
 		var data []byte
 		var err error
+		var ev *event.Event
 		seq := next
 		if c.overflow {
 			a.overflows.Add(1)
@@ -385,9 +386,22 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 			if data, err = e.Marshal(); err != nil {
 				return fmt.Errorf("agent: encode event: %w", err)
 			}
+			ev = &e
 		}
 		entries = append(entries, spool.Entry{Seq: seq, Subject: subject, Data: data})
 		next++
+		if ev != nil {
+			// Important files: the diff follows its event, with the next seq.
+			if d := a.diffFor(ev); d != nil {
+				d.Agent, d.Seq, d.EventID = a.cfg.ID, next, ev.ID
+				ddata, err := d.Marshal()
+				if err != nil {
+					return fmt.Errorf("agent: encode diff: %w", err)
+				}
+				entries = append(entries, spool.Entry{Seq: next, Subject: event.DiffSubject(a.cfg.ID), Data: ddata})
+				next++
+			}
+		}
 	}
 	if len(entries) == 0 {
 		return nil
