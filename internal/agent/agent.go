@@ -24,7 +24,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sys/unix"
 
+	"github.com/fso-project/fso/internal/baseline"
 	"github.com/fso-project/fso/internal/broker"
 	"github.com/fso-project/fso/internal/event"
 	"github.com/fso-project/fso/internal/spool"
@@ -58,7 +60,25 @@ type Config struct {
 	// MaxQueued bounds the kernel events read but not yet processed;
 	// default 1,000,000 (about 150 MB at most).
 	MaxQueued int
-	Spool     spool.Options
+	// AllowRoots bounds what any root may be, from the flags or the
+	// controller (config.go); empty allows every directory.
+	AllowRoots []string
+	// Important are ** globs, relative to each watched root, of the files
+	// whose content changes are published as unified diffs (important.go).
+	Important []string
+	// NoDiff are ** globs of important files whose content never leaves
+	// the host: their diff records carry only hashes and sizes. Default
+	// DefaultNoDiff.
+	NoDiff []string
+	// DiffMax is the largest file whose content is diffed; above it only
+	// hashes are sent (truncated). Default 50 MB.
+	DiffMax int64
+	// ScanInterval is how often directories the watch could not arm
+	// (watch limit, permissions) are covered by a rescan; default 30s.
+	ScanInterval time.Duration
+	// BaselineInterval is how often a changed baseline is saved; default 1m.
+	BaselineInterval time.Duration
+	Spool            spool.Options
 }
 
 func (c *Config) setDefaults() {
@@ -86,6 +106,12 @@ func (c *Config) setDefaults() {
 	if c.MaxQueued == 0 {
 		c.MaxQueued = 1_000_000
 	}
+	if c.ScanInterval == 0 {
+		c.ScanInterval = 30 * time.Second
+	}
+	if c.BaselineInterval == 0 {
+		c.BaselineInterval = time.Minute
+	}
 }
 
 // Validate reports the first bad field.
@@ -96,9 +122,15 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		return errors.New("agent: --state is required")
 	}
+	if err := validateDiffConfig(c); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	for i, r := range c.Roots {
 		if err := r.Validate(); err != nil {
 			return fmt.Errorf("agent: watch[%d]: %w", i, err)
+		}
+		if err := checkAllowed(filepath.Clean(r.Path), c.AllowRoots); err != nil {
+			return fmt.Errorf("agent: --watch: %w", err)
 		}
 		for _, o := range c.Roots[:i] {
 			if within(r.Path, o.Path) || within(o.Path, r.Path) {
@@ -142,7 +174,17 @@ type Agent struct {
 	recorded  atomic.Uint64 // the recorder's watermark
 	observed  atomic.Uint64 // changes reported since start
 	overflows atomic.Int64
-	gap       *event.Gap // changes dropped, not yet reported
+	degraded  atomic.Bool
+	gapMu     sync.Mutex
+	gap       *event.Gap // changes dropped, not yet reported; guarded by gapMu
+	live      liveConfig // the controller's configuration (config.go)
+	diffs     *differ    // important files' snapshots (important.go); collect goroutine
+
+	// Owned by the collect goroutine.
+	base      baseline.Baseline
+	baseDirty bool
+	rescanReq chan struct{} // a root was armed after start
+	lastScan  time.Time     // guarded by mu
 }
 
 type rootState struct {
@@ -164,7 +206,7 @@ func New(cfg Config, js jetstream.JetStream, logger *slog.Logger) (*Agent, error
 	var n [8]byte
 	rand.Read(n[:])
 	a := &Agent{cfg: cfg, js: js, logger: logger, nonce: hex.EncodeToString(n[:]),
-		wake: make(chan struct{}, 1), resend: make(chan uint64, 1)}
+		wake: make(chan struct{}, 1), resend: make(chan uint64, 1), rescanReq: make(chan struct{}, 1)}
 	for _, r := range cfg.Roots {
 		r.Path = filepath.Clean(r.Path)
 		a.roots = append(a.roots, &rootState{Root: r, f: newFilter(r)})
@@ -189,20 +231,31 @@ func (a *Agent) Run(ctx context.Context) error {
 		if r := ce.Lost; len(r) > 0 {
 			a.gap.FromSeq, a.gap.ToSeq = r[0][0], r[len(r)-1][1]
 		}
+		if ce.LostFrom > 0 {
+			// The end of the loss is unknown: everything up to the seq the
+			// spool continues at.
+			if a.gap.FromSeq == 0 || ce.LostFrom < a.gap.FromSeq {
+				a.gap.FromSeq = ce.LostFrom
+			}
+			a.gap.ToSeq = sp.NextSeq() - 1
+		}
 	} else if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.sp = sp
 	defer sp.Close()
 
-	kv, err := a.js.KeyValue(ctx, broker.AgentsBucket)
-	if err != nil {
-		return fmt.Errorf("agent: open bucket %s: %w", broker.AgentsBucket, err)
-	}
-	if wm, err := readWatermark(ctx, kv, a.cfg.ID); err == nil {
-		a.adoptWatermark(wm)
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		a.logger.Warn("read watermark", "err", err)
+	// A new state dir must learn from the broker where the audit log's
+	// seqs for this id end, before it numbers anything; an agent with state
+	// starts watching at once and reaches the broker when it can.
+	_, berr := os.Stat(a.baselinePath())
+	fresh := a.sp.NextSeq() == 1 && errors.Is(berr, os.ErrNotExist)
+	var kv jetstream.KeyValue
+	if fresh {
+		if kv = a.waitKV(ctx); kv == nil {
+			return ctx.Err()
+		}
+		a.learnWatermark(ctx, kv)
 	}
 	if a.sp.NextSeq() > 1 {
 		a.logger.Info("spool opened", "next_seq", a.sp.NextSeq(), "unrecorded", a.sp.Stats().Entries)
@@ -222,15 +275,76 @@ func (a *Agent) Run(ctx context.Context) error {
 	var watchErr error
 	wg.Go(func() { watchErr = w.Run(wctx) })
 	wg.Go(func() { a.publish(bg) })
-	wg.Go(func() { a.track(bg, kv, w) })
+	var kvMu sync.Mutex
+	wg.Go(func() {
+		if kv == nil {
+			k := a.waitKV(bg)
+			if k == nil {
+				return
+			}
+			a.learnWatermark(bg, k)
+			kvMu.Lock()
+			kv = k
+			kvMu.Unlock()
+		}
+		wg.Go(func() { a.followConfig(wctx, kv, w) })
+		a.track(bg, kv, w)
+	})
 
 	collectErr := a.collect(w)
 	wcancel()
 	a.drain(ctx)
 	bgcancel()
 	wg.Wait()
-	a.putStatus(context.Background(), kv, w, false)
+	kvMu.Lock()
+	if kv != nil {
+		a.putStatus(context.Background(), kv, w, false)
+	}
+	kvMu.Unlock()
 	return errors.Join(collectErr, watchErr)
+}
+
+// waitKV opens the fso-agents bucket, retrying until the broker answers
+// or ctx ends (nil then).
+func (a *Agent) waitKV(ctx context.Context) jetstream.KeyValue {
+	logged := false
+	for {
+		kv, err := a.js.KeyValue(ctx, broker.AgentsBucket)
+		if err == nil {
+			return kv
+		}
+		if !logged {
+			a.logger.Warn("broker not reachable yet; changes are kept in the spool", "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// learnWatermark adopts the recorder's watermark at start.
+func (a *Agent) learnWatermark(ctx context.Context, kv jetstream.KeyValue) {
+	wm, err := readWatermark(ctx, kv, a.cfg.ID)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			a.logger.Warn("read watermark", "err", err)
+		}
+		return
+	}
+	a.adoptWatermark(wm)
+	a.gapMu.Lock()
+	defer a.gapMu.Unlock()
+	if g := a.gap; g != nil && g.FromSeq > 0 && g.FromSeq <= wm {
+		// The recorder has some of what the spool lost: they are not lost.
+		if g.ToSeq <= wm {
+			a.gap = nil
+		} else {
+			g.FromSeq = wm + 1
+		}
+	}
 }
 
 // drain waits, after the watcher stopped, until everything spooled is
@@ -267,6 +381,7 @@ func (a *Agent) armRoots(w *watch.Watcher) {
 		}
 		r.watching, r.err = true, ""
 		a.logger.Info("watching", "root", r.Path, "recursive", r.Recursive)
+		signal(a.rescanReq)
 	}
 }
 
@@ -282,14 +397,37 @@ func (a *Agent) fail(msg string, err error) {
 func (a *Agent) collect(w *watch.Watcher) error {
 	q := newQueue(a.cfg.MaxQueued)
 	go q.pump(w.Events())
+	// The watch is armed and being read: a change during the walk is seen
+	// by one or both, never by neither.
+	select {
+	case <-a.rescanReq: // the initial walk covers the roots armed so far
+	default:
+	}
+	if base, since, ok := a.loadBaseline(); ok {
+		a.base = base
+		if err := a.rescan(w, since, true, "start: changes while the agent was stopped"); err != nil {
+			return err
+		}
+	} else {
+		a.base = baseline.Baseline{}
+		if err := a.rescan(w, time.Time{}, false, "first start: taking the baseline"); err != nil {
+			return err
+		}
+	}
+	defer a.saveBaseline()
 	co := newCoalescer(a.cfg.Debounce)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	periodic := time.NewTicker(time.Second)
+	defer periodic.Stop()
+	lastSave := time.Now()
+	var pendingRescan time.Time
 	var changes []change
 	const maxBatch = 8192
 	var backlog []watch.Event
 	errs := w.Errors()
 	for {
+		co.debounce = a.debounce() // the controller may change it
 		var tc <-chan time.Time
 		if d, ok := co.next(); ok {
 			timer.Reset(time.Until(d))
@@ -308,6 +446,32 @@ func (a *Agent) collect(w *watch.Watcher) error {
 				}
 			case <-tc:
 				changes = co.due(time.Now(), changes)
+			case <-a.rescanReq:
+				if err := a.rescan(w, time.Now(), true, "root armed"); err != nil {
+					return err
+				}
+				continue
+			case now := <-periodic.C:
+				a.gapMu.Lock()
+				gap := a.gap != nil
+				a.gapMu.Unlock()
+				if gap { // a gap record waits for room in the spool
+					if err := a.record(w, nil); err != nil {
+						return err
+					}
+				}
+				a.mu.Lock()
+				last := a.lastScan
+				a.mu.Unlock()
+				if w.Status().UnwatchedCount > 0 && now.Sub(last) >= a.cfg.ScanInterval {
+					if err := a.rescan(w, last, true, "directories not watched"); err != nil {
+						return err
+					}
+				} else if now.Sub(lastSave) >= a.cfg.BaselineInterval {
+					lastSave = now
+					a.saveBaseline()
+				}
+				continue
 			case err, ok := <-errs:
 				if !ok {
 					errs = nil
@@ -326,15 +490,35 @@ func (a *Agent) collect(w *watch.Watcher) error {
 		if len(backlog) > 0 {
 			signal(q.ready) // come back for the rest without waiting
 		}
+		overflow := time.Time{}
+		for _, c := range changes {
+			if c.overflow {
+				overflow = c.at
+			}
+		}
 		if err := a.record(w, changes); err != nil {
 			return err
 		}
 		changes = changes[:0]
+		if !overflow.IsZero() && pendingRescan.IsZero() {
+			pendingRescan = overflow
+		}
+		if !pendingRescan.IsZero() && len(backlog) == 0 && q.depth() == 0 {
+			// The kernel dropped events: once what it did deliver is
+			// reported, compare the trees with the baseline and report
+			// the difference.
+			if err := a.rescan(w, pendingRescan, true, "inotify queue overflow"); err != nil {
+				return err
+			}
+			pendingRescan = time.Time{}
+		}
 	}
 }
 
 // record filters, enriches, sequences and spools changes.
 func (a *Agent) record(w *watch.Watcher, changes []change) error {
+	a.gapMu.Lock()
+	defer a.gapMu.Unlock()
 	if len(changes) == 0 && a.gap == nil {
 		return nil
 	}
@@ -378,11 +562,35 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 				Path: c.path, OldPath: c.oldPath, IsDir: c.isDir, ObservedAt: c.at, Source: event.SourceWatch}
 			if c.scan {
 				e.Source = event.SourceScan
+				if !c.since.IsZero() {
+					since := c.since.UTC()
+					e.ScanSince = &since
+				}
 			}
+			var st *unix.Stat_t
 			if c.typ != event.Delete {
-				enrich(&e, a.cfg.HashLimit)
+				if s, ok := enrich(&e, a.hashLimit()); ok {
+					st = &s
+				}
 			}
-			subject = event.EventSubject(a.cfg.ID, c.typ)
+			if a.base != nil && !c.scan && st != nil {
+				old, known := a.base[c.path]
+				switch {
+				case known && c.typ == event.Create && old.Ino == st.Ino && old.Ctime == st.Ctim.Nano():
+					continue // a rescan has reported this very file already
+				case known && c.typ == event.Create && old.Ino == st.Ino && !c.isDir:
+					// A rescan reported its create; what is new is the write.
+					e.Type, c.typ = event.Modify, event.Modify
+				case !known && (c.typ == event.Modify || c.typ == event.Attrib):
+					// First sight of the path: its create was dropped by the
+					// kernel (overflow), so this is news of a new file.
+					e.Type, c.typ = event.Create, event.Create
+				}
+			}
+			if a.base != nil {
+				a.noteChange(c, st)
+			}
+			subject = event.EventSubject(a.cfg.ID, e.Type)
 			if data, err = e.Marshal(); err != nil {
 				return fmt.Errorf("agent: encode event: %w", err)
 			}
@@ -406,7 +614,22 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	if err := a.sp.Append(entries); err != nil {
+	err := a.sp.Append(entries)
+	if errors.Is(err, spool.ErrFull) {
+		// Degrade as DESIGN.md says: what the broker has acked is safe
+		// there; drop it from the spool before dropping anything new.
+		if pub := a.published.Load(); pub > a.sp.First() {
+			if !a.degraded.Swap(true) {
+				a.fail("spool full: trimming at the broker's ack instead of the recorder's watermark", err)
+			}
+			if terr := a.sp.Trim(pub); terr == nil {
+				err = a.sp.Append(entries)
+			}
+		}
+	} else if err == nil && a.degraded.Load() && a.sp.Stats().Bytes < a.spoolMax()/2 {
+		a.degraded.Store(false)
+	}
+	if err != nil {
 		// Nothing was written. The changes are lost unless we say so:
 		// consume their seqs and report the range as a gap once the spool
 		// takes records again.
@@ -428,6 +651,13 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 	default:
 	}
 	return nil
+}
+
+func (a *Agent) spoolMax() int64 {
+	if a.cfg.Spool.MaxBytes > 0 {
+		return a.cfg.Spool.MaxBytes
+	}
+	return 1 << 30 // the spool's default
 }
 
 func must(b []byte, err error) []byte {
@@ -623,24 +853,38 @@ func (a *Agent) track(ctx context.Context, kv jetstream.KeyValue, w *watch.Watch
 // Status is what an agent reports of itself in the fso-agents bucket
 // (key status.<id>).
 type Status struct {
-	ID            string            `json:"id"`
-	Host          string            `json:"host"`
-	Labels        map[string]string `json:"labels,omitempty"`
-	Online        bool              `json:"online"`
-	Heartbeat     time.Time         `json:"heartbeat"`
-	Roots         []RootStatus      `json:"roots"`
-	Watches       int               `json:"watches"`
-	Unwatched     []string          `json:"unwatched,omitempty"`
-	UnwatchedN    int               `json:"unwatched_count"`
-	Overflows     int64             `json:"overflows"`
-	Observed      uint64            `json:"observed"`
-	NextSeq       uint64            `json:"next_seq"`
-	Published     uint64            `json:"published"`
-	Recorded      uint64            `json:"recorded"`
-	SpoolEntries  int               `json:"spool_entries"`
-	SpoolBytes    int64             `json:"spool_bytes"`
-	LastError     string            `json:"last_error,omitempty"`
-	LastErrorTime time.Time         `json:"last_error_at,omitzero"`
+	ID           string            `json:"id"`
+	Host         string            `json:"host"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Online       bool              `json:"online"`
+	Heartbeat    time.Time         `json:"heartbeat"`
+	Roots        []RootStatus      `json:"roots"`
+	Watches      int               `json:"watches"`
+	Unwatched    []string          `json:"unwatched,omitempty"`
+	UnwatchedN   int               `json:"unwatched_count"`
+	Overflows    int64             `json:"overflows"`
+	Observed     uint64            `json:"observed"`
+	NextSeq      uint64            `json:"next_seq"`
+	Published    uint64            `json:"published"`
+	Recorded     uint64            `json:"recorded"`
+	SpoolEntries int               `json:"spool_entries"`
+	SpoolBytes   int64             `json:"spool_bytes"`
+	// SpoolDegraded is set while the spool is full and trims at the
+	// broker's ack instead of the recorder's watermark.
+	SpoolDegraded bool `json:"spool_degraded,omitempty"`
+	// LastScan is when the trees were last walked; directories in
+	// Unwatched are covered only by these scans.
+	LastScan      time.Time `json:"last_scan,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_at,omitzero"`
+	// Configuration (config.go): the revision in force, the newest seen,
+	// and the newest that could not be applied, with why.
+	AllowRoots     []string         `json:"allow_roots,omitempty"`
+	ConfigRevision uint64           `json:"config_revision"`
+	ConfigDesired  uint64           `json:"config_desired"`
+	ConfigSHA256   string           `json:"config_sha256,omitempty"`
+	ConfigRejected *ConfigRejection `json:"config_rejected,omitempty"`
+	EventsPerSec   float64          `json:"events_per_sec"`
 }
 
 // RootStatus is one watched root in a Status.
@@ -654,8 +898,9 @@ type RootStatus struct {
 func (a *Agent) Status(w *watch.Watcher) Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := Status{ID: a.cfg.ID, Host: a.cfg.Host, Labels: a.cfg.Labels, Heartbeat: time.Now().UTC(),
-		Overflows: a.overflows.Load(), Observed: a.observed.Load(),
+	st := Status{ID: a.cfg.ID, Host: a.cfg.Host, Labels: a.cfg.Labels, Heartbeat: time.Now().UTC(), LastScan: a.lastScan,
+		SpoolDegraded: a.degraded.Load(),
+		Overflows:     a.overflows.Load(), Observed: a.observed.Load(),
 		Published: a.published.Load(), Recorded: a.recorded.Load(), LastError: a.lastErr, LastErrorTime: a.lastAt}
 	for _, r := range a.roots {
 		st.Roots = append(st.Roots, RootStatus{Path: r.Path, Watching: r.watching, Error: r.err})
@@ -668,6 +913,7 @@ func (a *Agent) Status(w *watch.Watcher) Status {
 		ws := w.Status()
 		st.Watches, st.Unwatched, st.UnwatchedN = ws.Watches, slices.Clone(ws.Unwatched), ws.UnwatchedCount
 	}
+	a.configStatus(&st)
 	return st
 }
 

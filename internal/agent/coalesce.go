@@ -20,6 +20,7 @@ type change struct {
 	scan     bool      // found by listing, not by a kernel event
 	overflow bool      // the kernel dropped events: not a change of one path
 	rootGone bool
+	since    time.Time // scan: when the path's state was last known
 }
 
 // pend is a create or modify held until the writer closes the file, so one

@@ -18,10 +18,10 @@ import (
 // enrich adds what stat(2) says of e.Path, and the content hash of a
 // regular file no larger than hashLimit. A path that is gone gets no stat
 // fields: the event itself still stands.
-func enrich(e *event.Event, hashLimit int64) {
+func enrich(e *event.Event, hashLimit int64) (unix.Stat_t, bool) {
 	var st unix.Stat_t
 	if err := unix.Lstat(e.Path, &st); err != nil {
-		return
+		return st, false
 	}
 	size := st.Size
 	mode := st.Mode & 0o7777
@@ -34,6 +34,7 @@ func enrich(e *event.Event, hashLimit int64) {
 			e.SHA256 = sum
 		}
 	}
+	return st, true
 }
 
 var errNotRegular = errors.New("not a regular file")

@@ -53,6 +53,11 @@ func (q *queue) take() ([][]watch.Event, bool) {
 	b := q.batches
 	q.batches, q.n = nil, 0
 	signal(q.room)
+	if q.closed && len(b) > 0 {
+		// pump's last signal may have been merged with the one for these
+		// batches: wake the caller again to learn that the queue is done.
+		signal(q.ready)
+	}
 	return b, q.closed && len(b) == 0
 }
 

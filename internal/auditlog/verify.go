@@ -24,13 +24,18 @@ type Problem struct {
 	Segment string // file name
 	Line    int64  // 1-based; 0 for a missing segment
 	Reason  string // one of the Reason constants
+	Detail  string // more about it, may be empty
 }
 
 func (p *Problem) String() string {
+	s := fmt.Sprintf("%s line %d: %s", p.Segment, p.Line, p.Reason)
 	if p.Line == 0 {
-		return fmt.Sprintf("%s: %s", p.Segment, p.Reason)
+		s = fmt.Sprintf("%s: %s", p.Segment, p.Reason)
 	}
-	return fmt.Sprintf("%s line %d: %s", p.Segment, p.Line, p.Reason)
+	if p.Detail != "" {
+		s += ": " + p.Detail
+	}
+	return s
 }
 
 // Report is what [Verify] found.
@@ -41,6 +46,8 @@ type Report struct {
 	Head     string // hash of the last line; "" for an empty log
 	// Problem is the first problem found; nil means the chain is intact.
 	Problem *Problem
+	// Checkpoints counts checkpoint records.
+	Checkpoints int
 	// Agents reports, per agent, the completeness of its sequence.
 	Agents map[string]AgentReport
 }
@@ -73,11 +80,19 @@ const maxMissingRanges = 100
 // written to may show a torn last line if Verify catches a write in
 // progress.
 func Verify(ctx context.Context, dir string, progress func(doneBytes, totalBytes int64)) (Report, error) {
+	return VerifyWith(ctx, dir, VerifyOptions{Progress: progress})
+}
+
+// VerifyWith is [Verify] that also checks the checkpoint records (their
+// claims, and with o.PublicKey their signatures) and, with o.Published,
+// that the log still holds the checkpoint the recorder last published.
+func VerifyWith(ctx context.Context, dir string, o VerifyOptions) (Report, error) {
+	progress := o.Progress
 	segs, err := listSegments(dir)
 	if err != nil {
 		return Report{}, fmt.Errorf("verify audit log: %w", err)
 	}
-	v := verifier{agents: make(map[string]*agentSeqs), prev: zeroHash}
+	v := verifier{agents: make(map[string]*agentSeqs), prev: zeroHash, cp: checkpointCheck{opts: o}}
 	for _, s := range segs {
 		v.total += s.size
 	}
@@ -96,6 +111,8 @@ func Verify(ctx context.Context, dir string, progress func(doneBytes, totalBytes
 	if progress != nil {
 		progress(v.rep.Bytes, v.total)
 	}
+	v.published()
+	v.rep.Checkpoints = v.cp.count
 	v.rep.Agents = make(map[string]AgentReport, len(v.agents))
 	for name, a := range v.agents {
 		v.rep.Agents[name] = a.report()
@@ -111,6 +128,8 @@ type verifier struct {
 	prevUnknown bool         // the previous line could not be read
 	agents      map[string]*agentSeqs
 	f           fields
+	cp          checkpointCheck
+	ct          chainTrack
 }
 
 func (v *verifier) problem(seg string, line int64, reason string) {
@@ -180,9 +199,10 @@ func (v *verifier) line(seg string, lineNo int64, line []byte) {
 		if !p.wellFormed() {
 			v.problem(seg, lineNo, ReasonUnparsable)
 		} else {
-			v.problem(seg, lineNo, ReasonChainBroken)
+			v.chainBroken(seg, lineNo, p.prev)
 		}
 	}
+	v.linked(seg, lineNo, p.hash)
 	// The next line must link to this line's hash as written, so that an
 	// edit is reported once, as an edit.
 	copy(v.prev[:], p.hash)
@@ -192,7 +212,11 @@ func (v *verifier) line(seg string, lineNo int64, line []byte) {
 		v.problem(seg, lineNo, ReasonUnparsable)
 		return
 	}
+	if string(v.f.kind) == `"`+KindCheckpoint+`"` {
+		v.checkpoint(seg, lineNo, line, p.prev, v.rep.Records)
+	}
 	v.rep.Records++
+	v.cp.lastSeg, v.cp.lastLine = seg, lineNo
 	v.account(&v.f)
 }
 

@@ -136,7 +136,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			if err != nil {
 				t.Fatalf("verify: %v", err)
 			}
-			if rep.Problem == nil || *rep.Problem != tc.want {
+			if rep.Problem == nil || (auditlog.Problem{Segment: rep.Problem.Segment, Line: rep.Problem.Line, Reason: rep.Problem.Reason}) != tc.want {
 				t.Errorf("have problem %+v, want %+v", rep.Problem, tc.want)
 			}
 		})

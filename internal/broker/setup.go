@@ -18,18 +18,23 @@ const (
 	RecorderDurable = "recorder"
 	ConfigBucket    = "fso-config"
 	AgentsBucket    = "fso-agents"
+	DiffsBucket     = "fso-diffs" // object store of large diffs
 )
 
 // SetupOptions size what Setup creates.
 type SetupOptions struct {
-	// Replicas of the stream and buckets; 0 picks 3 when the connection
-	// knows of three or more servers, else 1.
+	// Replicas of the stream and buckets; 0 keeps those of an existing
+	// stream, and for a new one picks 3 when the connection knows of three
+	// or more servers, else 1.
 	Replicas int
 	// StreamMaxBytes bounds the stream. A full stream refuses new messages
 	// (agents keep them in their spool) rather than dropping old ones.
 	// Default 1 GiB.
 	StreamMaxBytes int64
-	// DuplicateWindow is how long the stream remembers message ids; default 2m.
+	// DuplicateWindow is how long the stream remembers message ids; 0 keeps
+	// that of an existing stream, default 2m for a new one. Only the
+	// broker's operator sets it (fso broker --dedupe-window); clients pass 0
+	// so that connecting never resets it.
 	DuplicateWindow time.Duration
 }
 
@@ -48,8 +53,12 @@ func Replicas(nc *nats.Conn, want int) int {
 // and the KV buckets. It is idempotent and safe to run from every component
 // on every connect.
 func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
+	asked := o
+	if o.Replicas <= 0 || o.DuplicateWindow == 0 {
+		inheritStream(ctx, js, &o)
+	}
 	if o.Replicas <= 0 {
-		o.Replicas = 1
+		o.Replicas = Replicas(js.Conn(), 0)
 	}
 	if o.StreamMaxBytes == 0 {
 		o.StreamMaxBytes = 1 << 30
@@ -60,7 +69,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 	sc := jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "FSO events and diffs, kept until the recorder has written them",
-		Subjects:    []string{event.AllEvents, event.AllDiffs},
+		Subjects:    []string{event.AllEvents, event.AllDiffs, event.ConfigSubject},
 		Storage:     jetstream.FileStorage,
 		// Interest retention removes a message once the recorder acked it;
 		// DiscardNew makes a full stream refuse, never drop unrecorded events.
@@ -75,6 +84,20 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 	}
 	if err := retry(ctx, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateStream(ctx, sc)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			// Another component created it meanwhile, with other settings:
+			// update it next time, keeping its settings where asked leaves them open.
+			if s, ierr := js.Stream(ctx, Stream); ierr == nil {
+				c := s.CachedInfo().Config
+				if asked.Replicas <= 0 {
+					sc.Replicas = c.Replicas
+				}
+				if asked.DuplicateWindow == 0 {
+					sc.Duplicates = c.Duplicates
+				}
+			}
+			return fmt.Errorf("created meanwhile: %v", err)
+		}
 		return err
 	}); err != nil {
 		return fmt.Errorf("broker: set up stream %s: %w", Stream, err)
@@ -84,7 +107,11 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 		Description:   "fso recorder: appends to the audit log, acks after fsync",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		// What a killed recorder had received but not acked is redelivered
+		// after AckWait; until then the next recorder holds that agent's
+		// later records back (seq order). Redelivery of what is being
+		// written is harmless: the recorder drops seqs it has.
+		AckWait:       10 * time.Second,
 		MaxDeliver:    -1,
 		MaxAckPending: 50000,
 		Replicas:      o.Replicas,
@@ -106,7 +133,38 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 			return fmt.Errorf("broker: set up bucket %s: %w", kv.Bucket, err)
 		}
 	}
+	// Diffs larger than a message: the agent puts them here, the recorder
+	// copies them next to the audit log and deletes them.
+	if err := retry(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: DiffsBucket,
+			Description: "diffs too large for one message, until the recorder has them", Storage: jetstream.FileStorage, Replicas: o.Replicas})
+		return err
+	}); err != nil {
+		return fmt.Errorf("broker: set up object store %s: %w", DiffsBucket, err)
+	}
 	return nil
+}
+
+// inheritStream fills the unset Replicas and DuplicateWindow of o from the
+// existing stream, if there is one.
+func inheritStream(ctx context.Context, js jetstream.JetStream, o *SetupOptions) {
+	_ = retry(ctx, func(ctx context.Context) error {
+		s, err := js.Stream(ctx, Stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c := s.CachedInfo().Config
+		if o.Replicas <= 0 {
+			o.Replicas = c.Replicas
+		}
+		if o.DuplicateWindow == 0 {
+			o.DuplicateWindow = c.Duplicates
+		}
+		return nil
+	})
 }
 
 // retry runs f until it succeeds or ctx ends: right after a server starts

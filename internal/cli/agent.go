@@ -35,8 +35,14 @@ func addWatchFlags(cmd *cobra.Command, w *watchFlags) {
 	f.StringSliceVar(&w.events, "events", nil, "event types to report: create,modify,delete,rename,attrib (default all)")
 	f.StringArrayVar(&w.labels, "label", nil, "label k=v announced to the controller (repeatable)")
 	f.BoolVar(&w.noRecurse, "no-recursive", false, "watch only the directories themselves, not their subdirectories")
+	f.StringArrayVar(&w.cfg.AllowRoots, "allow-root", nil, "the controller may only make this agent watch inside these directories (repeatable; default anywhere)")
 	f.Int64Var(&w.cfg.HashLimit, "hash-limit", 64<<20, "largest file, in bytes, whose sha256 is recorded")
+	f.Int64Var(&w.cfg.Spool.MaxBytes, "spool-max-bytes", 0, "bound on the agent's spool of unrecorded records (default 1 GiB); past it the agent trims at the broker's ack, then drops with a gap record")
+	f.DurationVar(&w.cfg.ScanInterval, "scan-interval", 0, "how often directories that could not be watched are rescanned (default 30s)")
 	f.DurationVar(&w.cfg.Debounce, "debounce", 0, "how long a file being written may stay open before its change is reported anyway (default 50ms)")
+	f.StringArrayVar(&w.cfg.Important, "important", nil, "publish unified diffs of files matching this ** glob, relative to the watched directory (repeatable)")
+	f.StringArrayVar(&w.cfg.NoDiff, "nodiff", agent.DefaultNoDiff(), "important files matching this ** glob get hash-only diff records: their content never leaves the host (repeatable; replaces the default)")
+	f.Int64Var(&w.cfg.DiffMax, "diff-max", agent.DefaultDiffMax, "largest important file, in bytes, whose content is diffed; above it only hashes are sent")
 }
 
 // config turns the flags into an agent configuration.
@@ -87,7 +93,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if _, err := agent.New(cfg, nil, logger); err != nil {
 				return usageError{err}
 			}
-			nc, js, err := connect(cmd.Context(), server, "fso-agent-"+cfg.ID, logger, agent.JetStreamOptions()...)
+			nc, js, err := connectLater(server, "fso-agent-"+cfg.ID, logger, agent.JetStreamOptions()...)
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fso-project/fso/internal/auditlog"
+	"github.com/fso-project/fso/internal/event"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
@@ -17,13 +18,14 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Use:   "audit",
 		Short: "Read and verify the audit log",
 	}
-	cmd.AddCommand(newAuditVerifyCmd(), newAuditQueryCmd(false), newAuditQueryCmd(true), newAuditShowCmd())
+	cmd.AddCommand(newAuditVerifyCmd(), newAuditQueryCmd(false), newAuditQueryCmd(true), newAuditShowCmd(), newAuditHistoryCmd(), newAuditReconstructCmd())
 	return cmd
 }
 
 func newAuditVerifyCmd() *cobra.Command {
 	var dir string
 	var quiet bool
+	var vf verifyFlags
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the hash chain of every record and each agent's completeness",
@@ -38,10 +40,16 @@ func newAuditVerifyCmd() *cobra.Command {
 				last = time.Now()
 				fmt.Fprintf(cmd.ErrOrStderr(), "verify: %d/%d MB\n", done>>20, total>>20)
 			}
-			rep, err := auditlog.Verify(cmd.Context(), dir, progress)
+			o, err := vf.options(cmd.Context())
 			if err != nil {
 				return err
 			}
+			o.Progress = progress
+			rep, err := auditlog.VerifyWith(cmd.Context(), dir, o)
+			if err != nil {
+				return err
+			}
+			printCheckpoints(out, rep, o)
 			fmt.Fprintf(out, "%d records in %d segments, %d bytes, head %s\n", rep.Records, rep.Segments, rep.Bytes, rep.Head)
 			bad := rep.Problem != nil
 			for a, ar := range rep.Agents {
@@ -54,7 +62,7 @@ func newAuditVerifyCmd() *cobra.Command {
 			}
 			if rep.Problem != nil {
 				p := rep.Problem
-				return fmt.Errorf("audit log is not intact: %s line %d: %s", p.Segment, p.Line, p.Reason)
+				return fmt.Errorf("audit log is not intact: %s", p)
 			}
 			if bad {
 				return errors.New("audit log is not complete: seqs missing without a gap record")
@@ -65,6 +73,7 @@ func newAuditVerifyCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "audit-dir", "", "audit log directory (required)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress")
+	addVerifyFlags(cmd, &vf)
 	cmd.MarkFlagRequired("audit-dir")
 	return cmd
 }
@@ -126,7 +135,10 @@ func newAuditShowCmd() *cobra.Command {
 			err := auditlog.Query(cmd.Context(), dir, auditlog.Filter{}, func(r auditlog.Record) error {
 				if r.ID == id || r.EventID == id {
 					n++
-					return print(r)
+					if err := print(r); err != nil || asJSON || r.Kind != event.KindDiff {
+						return err
+					}
+					return printDiff(cmd.OutOrStdout(), dir, r) // audit_history.go
 				}
 				return nil
 			})

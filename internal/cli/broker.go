@@ -16,6 +16,7 @@ func addBrokerFlags(cmd *cobra.Command, c *broker.Config) {
 
 func newBrokerCmd(g *globals) *cobra.Command {
 	var c broker.Config
+	var so broker.SetupOptions
 	cmd := &cobra.Command{
 		Use:   "broker",
 		Short: "Run the embedded NATS JetStream broker",
@@ -31,7 +32,11 @@ func newBrokerCmd(g *globals) *cobra.Command {
 				b.Shutdown()
 				return err
 			}
-			_, _, err = setup(cmd.Context(), nc, logger)
+			if so.Replicas == 0 && c.Cluster != "" {
+				// Every member of a cluster creates the stream alike.
+				so.Replicas = min(3, 1+len(c.Routes))
+			}
+			_, _, err = setupWith(cmd.Context(), nc, logger, so)
 			if err != nil {
 				b.Shutdown()
 				return err
@@ -42,5 +47,7 @@ func newBrokerCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&c.DataDir, "data", "", "JetStream storage directory (required)")
 	addBrokerFlags(cmd, &c)
+	cmd.Flags().IntVar(&so.Replicas, "replicas", 0, "replicas of the FSO stream and buckets when this broker creates them (default 1, or 3 with --cluster and two or more --routes)")
+	cmd.Flags().DurationVar(&so.DuplicateWindow, "dedupe-window", 0, "how long the stream remembers message ids to drop duplicate publishes (default 2m)")
 	return cmd
 }

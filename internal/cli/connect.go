@@ -18,6 +18,30 @@ const defaultServer = "nats://127.0.0.1:4222"
 // connect dials the broker (comma-separated URLs), retrying until ctx ends,
 // and sets up FSO's stream and buckets.
 func connect(ctx context.Context, servers, name string, logger *slog.Logger, jsOpts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := dial(servers, name, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return setup(ctx, nc, logger, jsOpts...)
+}
+
+// connectLater returns at once with a client that connects, and
+// reconnects, in the background: an agent watches and spools while the
+// broker is away.
+func connectLater(servers, name string, logger *slog.Logger, jsOpts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := dial(servers, name, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc, jsOpts...)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+func dial(servers, name string, logger *slog.Logger) (*nats.Conn, error) {
 	nc, err := nats.Connect(servers,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -32,12 +56,18 @@ func connect(ctx context.Context, servers, name string, logger *slog.Logger, jsO
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("reconnected to broker", "url", nc.ConnectedUrlRedacted()) }),
 	)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect %s (--server): %w", servers, err)
+		return nil, fmt.Errorf("connect %s (--server): %w", servers, err)
 	}
-	return setup(ctx, nc, logger, jsOpts...)
+	return nc, nil
 }
 
 func setup(ctx context.Context, nc *nats.Conn, logger *slog.Logger, jsOpts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream, error) {
+	return setupWith(ctx, nc, logger, broker.SetupOptions{}, jsOpts...)
+}
+
+// setupWith is setup with explicit stream options (fso broker's flags);
+// clients pass none, which keeps what the stream has.
+func setupWith(ctx context.Context, nc *nats.Conn, logger *slog.Logger, so broker.SetupOptions, jsOpts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream, error) {
 	js, err := jetstream.New(nc, jsOpts...)
 	if err != nil {
 		nc.Close()
@@ -53,7 +83,7 @@ func setup(ctx context.Context, nc *nats.Conn, logger *slog.Logger, jsOpts ...je
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if err := broker.Setup(ctx, js, broker.SetupOptions{Replicas: broker.Replicas(nc, 0)}); err != nil {
+	if err := broker.Setup(ctx, js, so); err != nil {
 		nc.Close()
 		return nil, nil, err
 	}

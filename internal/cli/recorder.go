@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/fso-project/fso/internal/recorder"
@@ -9,6 +11,7 @@ import (
 func newRecorderCmd(g *globals) *cobra.Command {
 	var c recorder.Config
 	var server string
+	var k keyFlags
 	cmd := &cobra.Command{
 		Use:   "recorder",
 		Short: "Append every event and diff to the audit log, exactly once, in order",
@@ -19,6 +22,11 @@ func newRecorderCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			cp, err := k.load(c.AuditDir, logger)
+			if err != nil {
+				return err
+			}
+			c.Checkpoints.Key = cp.Key
 			nc, js, err := connect(cmd.Context(), server, "fso-recorder", logger)
 			if err != nil {
 				return err
@@ -30,5 +38,10 @@ func newRecorderCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&server, "server", defaultServer, "broker URLs, comma-separated")
 	cmd.Flags().StringVar(&c.AuditDir, "audit-dir", "", "audit log directory (required)")
+	addKeyFlags(cmd, &k)
+	cmd.Flags().StringVar(&c.Checkpoints.Name, "name", "recorder", "this recorder's name in its checkpoints (broker key checkpoint.NAME)")
+	cmd.Flags().Int64Var(&c.Checkpoints.Every, "checkpoint-every", 10000, "write a signed checkpoint after this many records")
+	cmd.Flags().DurationVar(&c.Checkpoints.Interval, "checkpoint-interval", time.Minute, "write a signed checkpoint at least this often while records arrive")
+	cmd.AddCommand(newRecorderPubkeyCmd())
 	return cmd
 }

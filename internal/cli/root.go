@@ -73,6 +73,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newRecorderCmd(g),
 		newAgentCmd(g),
 		newUpCmd(g),
+		newControllerCmd(g),
 		newAuditCmd(g),
 	)
 	root.SetArgs(args)

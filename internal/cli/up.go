@@ -17,7 +17,7 @@ import (
 func newUpCmd(g *globals) *cobra.Command {
 	var bc broker.Config
 	var w watchFlags
-	var auditDir string
+	var auditDir, configFile string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run broker, recorder and one agent in one process",
@@ -30,8 +30,8 @@ observed is recorded, then the recorder and the broker stop.`,
 			if bc.DataDir == "" {
 				return usageError{errors.New("--data is required")}
 			}
-			if len(w.watch) == 0 {
-				return usageError{errors.New("--watch is required: name at least one directory")}
+			if len(w.watch) == 0 && configFile == "" {
+				return usageError{errors.New("--watch or --config is required: name at least one directory")}
 			}
 			if auditDir == "" {
 				auditDir = filepath.Join(bc.DataDir, "audit")
@@ -46,6 +46,12 @@ observed is recorded, then the recorder and the broker stop.`,
 			}
 			if _, err := agent.New(cfg, nil, nil); err != nil {
 				return usageError{err}
+			}
+			var configSrc []byte
+			if configFile != "" {
+				if configSrc, err = readUpConfig(configFile, cfg); err != nil {
+					return usageError{err}
+				}
 			}
 			logger := g.logger()
 			bcfg := bc
@@ -65,6 +71,13 @@ observed is recorded, then the recorder and the broker stop.`,
 			_, rjs, err := setup(ctx, rnc, logger)
 			if err != nil {
 				return err
+			}
+			if configSrc != nil {
+				rev, err := applyUpConfig(ctx, rjs, configFile, configSrc)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "fso up: configuration %s is revision %d\n", configFile, rev)
 			}
 			rec, err := recorder.New(recorder.Config{AuditDir: auditDir}, rjs, logger.With("component", "recorder"))
 			if err != nil {
@@ -111,6 +124,7 @@ observed is recorded, then the recorder and the broker stop.`,
 	cmd.Flags().StringVar(&bc.DataDir, "data", "", "data directory: broker store, and by default the audit log and agent state (required)")
 	cmd.Flags().StringVar(&auditDir, "audit-dir", "", "audit log directory (default DATA/audit)")
 	cmd.Flags().StringVar(&w.state, "state", "", "agent state directory (default DATA/agent)")
+	cmd.Flags().StringVar(&configFile, "config", "", "fso.yaml to apply to the agents, as `fso controller apply` does")
 	addBrokerFlags(cmd, &bc)
 	addWatchFlags(cmd, &w)
 	return cmd

@@ -81,6 +81,9 @@ type Event struct {
 	ObservedAt time.Time `json:"observed_at"`
 	EmittedAt  time.Time `json:"emitted_at"`
 	Source     string    `json:"source"`
+	// ScanSince, on a change found by a scan, is when the agent last knew
+	// the path's state: the change happened between it and ObservedAt.
+	ScanSince *time.Time `json:"scan_since,omitempty"`
 	// The stat fields are absent when the path no longer exists.
 	Size   *int64     `json:"size,omitempty"`
 	Mode   *uint32    `json:"mode,omitempty"` // permission bits with setuid, setgid, sticky (st_mode & 07777)
@@ -93,21 +96,27 @@ type Event struct {
 // Diff carries the content change of an important file; EventID links it to
 // its event.
 type Diff struct {
-	Kind      string    `json:"kind"`
-	Agent     string    `json:"agent"`
-	Seq       uint64    `json:"seq"`
-	EventID   string    `json:"event_id"`
-	Path      string    `json:"path"`
-	PathB64   string    `json:"path_b64,omitempty"`
-	Diff      string    `json:"diff"`
-	Truncated bool      `json:"truncated"`
-	Binary    bool      `json:"binary"`
-	Reason    string    `json:"reason,omitempty"`
-	OldSHA256 string    `json:"old_sha256,omitempty"`
-	NewSHA256 string    `json:"new_sha256,omitempty"`
-	OldSize   *int64    `json:"old_size,omitempty"`
-	NewSize   *int64    `json:"new_size,omitempty"`
-	EmittedAt time.Time `json:"emitted_at"`
+	Kind      string `json:"kind"`
+	Agent     string `json:"agent"`
+	Seq       uint64 `json:"seq"`
+	EventID   string `json:"event_id"`
+	Path      string `json:"path"`
+	PathB64   string `json:"path_b64,omitempty"`
+	Diff      string `json:"diff"`
+	Truncated bool   `json:"truncated"`
+	Binary    bool   `json:"binary"`
+	Reason    string `json:"reason,omitempty"`
+	OldSHA256 string `json:"old_sha256,omitempty"`
+	NewSHA256 string `json:"new_sha256,omitempty"`
+	OldSize   *int64 `json:"old_size,omitempty"`
+	NewSize   *int64 `json:"new_size,omitempty"`
+	// Object, when set, names the JetStream object ("<bucket>/<name>")
+	// that holds Diff, which is then empty: the diff was larger than a
+	// message may be. DiffSHA256 and DiffSize are of the diff text.
+	Object     string    `json:"object,omitempty"`
+	DiffSHA256 string    `json:"diff_sha256,omitempty"`
+	DiffSize   int64     `json:"diff_size,omitempty"`
+	EmittedAt  time.Time `json:"emitted_at"`
 }
 
 // Gap says that the agent's records FromSeq..ToSeq (inclusive) were lost,

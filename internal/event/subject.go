@@ -88,6 +88,7 @@ type Record struct {
 	Diff     *Diff
 	Gap      *Gap
 	Overflow *Overflow
+	Config   *Config // Kind KindConfig: no Agent, no Seq
 }
 
 // MaxRecordBytes bounds what Decode accepts.
@@ -100,6 +101,13 @@ const MaxRecordBytes = 8 << 20
 func Decode(subject string, data []byte) (Record, error) {
 	if len(data) > MaxRecordBytes {
 		return Record{}, fmt.Errorf("%w: %d bytes, more than %d", ErrInvalid, len(data), MaxRecordBytes)
+	}
+	if subject == ConfigSubject {
+		r, err := decodeConfig(data)
+		if err != nil {
+			return Record{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return r, nil
 	}
 	subjAgent, ok := SubjectAgent(subject)
 	if !ok {

@@ -34,6 +34,7 @@ type Config struct {
 	// one agent; default 50ms.
 	WatermarkInterval time.Duration
 	Audit             auditlog.Options
+	Checkpoints       CheckpointConfig // signed checkpoints (checkpoint.go)
 }
 
 func (c *Config) setDefaults() {
@@ -46,6 +47,7 @@ func (c *Config) setDefaults() {
 	if c.WatermarkInterval == 0 {
 		c.WatermarkInterval = 50 * time.Millisecond
 	}
+	c.Checkpoints.setDefaults()
 }
 
 // Recorder consumes the FSO stream into an audit log.
@@ -56,6 +58,9 @@ type Recorder struct {
 
 	log    *auditlog.Writer
 	agents map[string]*agentSeq
+	// configs are the revisions of the config records in the log: they
+	// have no agent seq, so the revision is their identity.
+	configs map[uint64]bool
 
 	wmMu    sync.Mutex
 	wmDirty map[string]uint64
@@ -64,6 +69,8 @@ type Recorder struct {
 	statsMu  sync.Mutex
 	written  int64
 	rejected int64
+
+	cp checkpointer
 }
 
 // New checks cfg and returns a recorder reading through js.
@@ -106,8 +113,10 @@ func (r *Recorder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wmCtx, wmCancel := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Go(func() { r.publishWatermarks(wmCtx, kv) })
+	wg.Go(func() { r.publishCheckpoints(wmCtx, kv) })
 	wg.Go(func() { r.consume(ctx, msgs) })
 	err = r.loop(ctx, msgs)
+	r.checkpoint("stop")
 	wmCancel()
 	wg.Wait()
 	return err
@@ -117,6 +126,18 @@ func (r *Recorder) Run(ctx context.Context) error {
 func (r *Recorder) load(ctx context.Context) error {
 	n := 0
 	err := auditlog.Scan(ctx, r.cfg.AuditDir, func(rec auditlog.Record) error {
+		r.cp.lines++
+		if rec.Kind == event.KindConfig {
+			rev, err := configRevision(rec.Raw)
+			if err != nil {
+				return fmt.Errorf("%s line %d: %w", rec.Segment, rec.Line, err)
+			}
+			if r.configs == nil {
+				r.configs = map[uint64]bool{}
+			}
+			r.configs[rev] = true
+			return nil
+		}
 		if rec.Agent == "" || rec.Seq == 0 {
 			return nil
 		}
@@ -168,7 +189,7 @@ func (r *Recorder) consume(ctx context.Context, msgs chan<- jetstream.Msg) {
 func (r *Recorder) consumeOnce(ctx context.Context, msgs chan<- jetstream.Msg) error {
 	cons, err := r.js.Consumer(ctx, broker.Stream, broker.RecorderDurable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err = broker.Setup(ctx, r.js, broker.SetupOptions{Replicas: broker.Replicas(r.js.Conn(), 0)}); err == nil {
+		if err = broker.Setup(ctx, r.js, broker.SetupOptions{}); err == nil {
 			cons, err = r.js.Consumer(ctx, broker.Stream, broker.RecorderDurable)
 		}
 	}
@@ -208,6 +229,9 @@ func (r *Recorder) loop(ctx context.Context, msgs <-chan jetstream.Msg) error {
 			return nil
 		case m := <-msgs:
 			batch = append(batch, m)
+		case <-r.checkpointDue():
+			r.checkpoint("interval")
+			continue
 		}
 	more:
 		for len(batch) < r.cfg.MaxBatch {
@@ -240,6 +264,8 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 	var acks []ackable
 	var lines [][]byte
 	touched := map[string]bool{}
+	configsAdded := map[uint64]bool{}
+	var objects []*event.Diff
 	for _, m := range batch {
 		var streamSeq uint64
 		if md, err := m.Metadata(); err == nil {
@@ -252,6 +278,13 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 			lines = append(lines, line)
 			acks = append(acks, m)
 			r.logger.Warn("message rejected", "subject", m.Subject(), "err", err)
+			continue
+		}
+		if rec.Kind == event.KindConfig {
+			if !r.configSeen(rec, configsAdded) {
+				lines = append(lines, rec.JSON)
+			}
+			acks = append(acks, m)
 			continue
 		}
 		s := r.agent(rec.Agent)
@@ -279,16 +312,26 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 			acks = append(acks, it.msg)
 			s.wrote(it.rec)
 			touched[rec.Agent] = true
+			if it.rec.Diff != nil && it.rec.Diff.Object != "" {
+				objects = append(objects, it.rec.Diff)
+			}
 		}
 	}
 	if len(lines) > 0 {
-		err := r.log.Append(lines...)
+		// Large diffs are on disk (objects.go) before their lines are.
+		err := r.storeObjects(objects)
+		if err == nil {
+			err = r.log.Append(lines...)
+		}
 		if err == nil {
 			err = r.log.Sync()
 		}
 		if err != nil {
 			for a, st := range undo {
 				r.agents[a].restore(st)
+			}
+			for rev := range configsAdded {
+				delete(r.configs, rev)
 			}
 			for _, m := range acks {
 				m.Nak()
@@ -299,9 +342,11 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 	for _, m := range acks {
 		m.Ack()
 	}
+	r.dropObjects(objects)
 	r.statsMu.Lock()
 	r.written += int64(len(lines))
 	r.statsMu.Unlock()
+	r.wroteLines(len(lines))
 	if len(touched) > 0 {
 		r.wmMu.Lock()
 		for a := range touched {

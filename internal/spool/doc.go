@@ -64,28 +64,31 @@
 //
 // # Recovery
 //
-// [Open] reads and checks every segment. A bad region at the end of the newest
-// segment (a torn append: partial frame, bad checksum, zero fill, garbage) is
-// truncated away and logged: the append never returned, so those records were
-// never published. Good frames after the bad one still count as the torn
-// tail when they belong to the same batch (a crash may write a batch's pages
-// in any order); a good frame of a later batch means the damage is not a
-// torn append. The price: a bad frame in the last batch of the newest
-// segment drops the rest of that batch silently. Any other damage (a bad frame followed by good ones, a bad
-// frame in an older segment, a bad header, a seq out of order, segments that
-// overlap) never makes Open fail: the segment is renamed to
-// <name>.corrupt-<unix time> and kept for inspection, the frames that still
-// check out are copied into fresh segments, and Open returns the spool
-// together with a [*CorruptError] (matching [ErrCorrupt]) that lists the seqs
-// lost. Each loss is reported once: the fresh segments' prev fields declare
-// the holes, so the next Open finds a consistent spool. Seqs missing between
-// two segments (a deleted file) are reported the same way, and declared in
-// the later segment's header.
+// [Open] reads and checks every segment. A bad region at the end of the
+// newest segment (a torn append: partial frame, bad checksum, zero fill,
+// garbage) is truncated away and logged: that append never returned, so its
+// records were never published. Good frames after the bad one still belong to
+// the torn tail when they are of the same batch, since a crash may write a
+// batch's pages in any order; a good frame of a later batch means the damage
+// is not a torn append. The price: a bad frame in the last batch of the
+// newest segment drops the rest of that batch without a report.
 //
-// Damage the spool cannot see: a lost newest segment, or lost records at the
-// very end of it, make NextSeq smaller than it was. The agent guards against
-// reusing seqs by moving past the recorder's watermark with
-// [Spool.SetNextSeq].
+// Any other damage (a bad frame followed by good ones, a bad frame in an older
+// segment, a bad header, a seq out of order, overlapping segments) never
+// makes Open fail. The segment is renamed to <name>.corrupt-<unix time> and
+// kept for inspection, the frames that still check out are copied into fresh
+// segments, and Open returns the spool together with a [*CorruptError]
+// (matching [ErrCorrupt]) that lists the seqs lost. Seqs missing between two
+// segments (a deleted file) are reported the same way. Each loss is reported
+// once: the prev fields of the fresh or following segments declare the holes,
+// so the next Open finds a consistent spool.
+//
+// Damage the spool cannot see: a lost oldest segment looks trimmed; a lost
+// newest segment, or lost records at the very end of it, make NextSeq smaller
+// than it was. The agent guards against reusing seqs by moving past the
+// recorder's watermark with [Spool.SetNextSeq]. Trimming is not persisted
+// (only whole-segment deletion is), so a reported loss may include seqs the
+// recorder already has: clip it at the watermark.
 //
 // # Bounds
 //

@@ -302,8 +302,8 @@ func (s *Spool) quarantine(path string, nameBase uint64, b []byte, sc segScan, h
 		}
 	}
 	if !newest {
-		// Up to the next segment. Its own check reports this again when
-		// nothing is left before it; add merges the two.
+		// Up to the next segment, whose prev check then finds the
+		// hole covered.
 		lost = append(lost, subtractDeclared(cursor, upper, sc.hdr, headerOK)...)
 	}
 

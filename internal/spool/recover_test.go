@@ -468,3 +468,26 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+func TestReadDamagedSinceOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, recOptions(t))
+	mustAppend(t, s, batch(1, 4, recN))
+	flipByte(t, segOf(dir, 3), frameOff(3)+50)
+	es, err := s.Read(1, 0, 0)
+	var ce *spool.CorruptError
+	if !errors.As(err, &ce) || !slices.Equal(ce.Lost, [][2]uint64{{3, 3}}) {
+		t.Fatalf("Read: have %v, want a CorruptError for seq 3", err)
+	}
+	checkEntries(t, es, []uint64{1, 2}, recN)
+	checkEntries(t, mustRead(t, s, 4), []uint64{4}, recN)
+}
+
+func mustRead(t *testing.T, s *spool.Spool, from uint64) []spool.Entry {
+	t.Helper()
+	es, err := s.Read(from, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}

@@ -123,3 +123,47 @@ func TestSeparateProcesses(t *testing.T) {
 }
 
 func chmod(p string) error { return os.Chmod(p, 0o600) }
+
+// With no broker for a long time the spool fills; the agent then drops
+// what it cannot keep and says so with a gap record naming the exact seqs,
+// and the audit log accounts for every seq.
+func TestSpoolBoundGap(t *testing.T) {
+	addr := freePort(t)
+	url := "nats://" + addr
+	bdata, state, audit, root := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	brk := startProc(t, "broker", "--data", bdata, "--listen", addr)
+	ag := startProc(t, "agent", "--server", url, "--id", "tiny", "--state", state, "--watch", root, "--spool-max-bytes", "65536")
+	recp := startProc(t, "recorder", "--server", url, "--audit-dir", audit)
+	waitProbe(t, root, audit, "probe")
+	// Broker and recorder down: the agent spools until its bound, then
+	// drops with a gap record.
+	recp.stop(t)
+	brk.kill9(t)
+	const n = 500
+	for i := range n {
+		write(t, filepath.Join(root, fmt.Sprintf("f%03d", i)), "x")
+	}
+	time.Sleep(time.Second)
+	brk = startProc(t, "broker", "--data", bdata, "--listen", addr)
+	recp = startProc(t, "recorder", "--server", url, "--audit-dir", audit)
+	var gaps []rec
+	waitLog(t, audit, 30*time.Second, func(recs []rec) bool {
+		gaps = gaps[:0]
+		for _, r := range recs {
+			if r.Kind == "gap" {
+				gaps = append(gaps, r)
+			}
+		}
+		return len(gaps) > 0
+	})
+	// Files written later still get through.
+	last := filepath.Join(root, "after")
+	write(t, last, "x")
+	waitLog(t, audit, 30*time.Second, has(nil, "create "+last))
+	ag.stop(t)
+	recp.stop(t)
+	brk.stop(t)
+	recs := readLog(t, audit)
+	checkIntegrity(t, audit, recs) // every seq is recorded or inside a gap record
+	t.Logf("%d records, %d gap records", len(recs), len(gaps))
+}

@@ -1,0 +1,149 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fso-project/fso/internal/baseline"
+	"github.com/fso-project/fso/internal/event"
+	"github.com/fso-project/fso/internal/watch"
+)
+
+// The agent keeps a baseline of its trees in memory, updated with every
+// change it reports and saved to the state dir. A rescan walks the trees
+// and reports, with source "scan", every difference: changes made while
+// the agent was stopped (at start), changes the kernel dropped (after an
+// overflow), and changes in directories it could not watch (periodically,
+// while any are unwatched).
+
+func (a *Agent) baselinePath() string { return filepath.Join(a.cfg.StateDir, "baseline") }
+
+// trees are the watched roots, as the baseline walks them.
+func (a *Agent) trees() []baseline.Tree {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var ts []baseline.Tree
+	for _, r := range a.roots {
+		if !r.watching {
+			continue
+		}
+		ts = append(ts, baseline.Tree{Path: r.Path, Recursive: r.Recursive, SkipDir: r.f.skipDir})
+	}
+	return ts
+}
+
+// loadBaseline reads the saved baseline; since is when it was saved.
+func (a *Agent) loadBaseline() (b baseline.Baseline, since time.Time, ok bool) {
+	p := a.baselinePath()
+	b, err := baseline.Load(p)
+	switch {
+	case err == nil:
+		fi, _ := os.Stat(p)
+		return b, fi.ModTime(), true
+	case errors.Is(err, os.ErrNotExist):
+		return baseline.Baseline{}, time.Time{}, false
+	default:
+		// Not fatal: the walk below becomes the new baseline, but what
+		// changed while the agent was down cannot be told. Say so.
+		a.fail("baseline unreadable, changes made while the agent was stopped cannot be reported", err)
+		q := p + ".corrupt-" + time.Now().UTC().Format("20060102T150405")
+		os.Rename(p, q)
+		return baseline.Baseline{}, time.Time{}, false
+	}
+}
+
+// rescan walks the trees, reports every difference from the baseline as
+// changes with source "scan" and since, and makes the walk the baseline.
+// With report false it only takes the baseline (first start).
+func (a *Agent) rescan(w *watch.Watcher, since time.Time, report bool, why string) error {
+	trees := a.trees()
+	start := time.Now()
+	cur, err := baseline.Walk(trees)
+	if err != nil {
+		a.fail("rescan", err)
+	}
+	var changes []change
+	if report {
+		for _, c := range baseline.Diff(a.base, cur, trees) {
+			changes = append(changes, change{typ: c.Type, path: c.Path, oldPath: c.OldPath, isDir: c.IsDir,
+				at: time.Now(), scan: true, since: since})
+		}
+	}
+	// Entries outside the walked trees (a root not armed right now) stay.
+	for p, e := range a.base {
+		if !inTrees(p, trees) {
+			cur[p] = e
+		}
+	}
+	a.base = cur
+	a.baseDirty = true
+	a.logger.Info("rescan done", "why", why, "entries", len(cur), "changes", len(changes), "took", time.Since(start).Round(time.Millisecond))
+	a.mu.Lock()
+	a.lastScan = time.Now()
+	a.mu.Unlock()
+	if err := a.record(w, changes); err != nil {
+		return err
+	}
+	return a.saveBaseline()
+}
+
+func inTrees(p string, trees []baseline.Tree) bool {
+	for _, t := range trees {
+		if strings.HasPrefix(p, strings.TrimSuffix(t.Path, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) saveBaseline() error {
+	if !a.baseDirty {
+		return nil
+	}
+	if err := baseline.Save(a.baselinePath(), a.base); err != nil {
+		a.fail("save baseline", err)
+		return nil // the next save tries again; events still flow
+	}
+	a.baseDirty = false
+	return nil
+}
+
+// noteChange keeps the baseline in step with a reported change.
+func (a *Agent) noteChange(c change, st *unix.Stat_t) {
+	switch c.typ {
+	case event.Delete:
+		a.forget(c.path, c.isDir)
+	case event.Rename:
+		if c.isDir {
+			oldPrefix, newPrefix := c.oldPath+"/", c.path+"/"
+			for p, e := range a.base {
+				if strings.HasPrefix(p, oldPrefix) {
+					delete(a.base, p)
+					a.base[newPrefix+p[len(oldPrefix):]] = e
+				}
+			}
+		}
+		delete(a.base, c.oldPath)
+	}
+	if st != nil {
+		a.base[c.path] = baseline.FromStat(st)
+	}
+	a.baseDirty = true
+}
+
+func (a *Agent) forget(p string, isDir bool) {
+	delete(a.base, p)
+	if isDir {
+		prefix := p + "/"
+		for q := range a.base {
+			if strings.HasPrefix(q, prefix) {
+				delete(a.base, q)
+			}
+		}
+	}
+}
