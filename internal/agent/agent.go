@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/fso-project/fso/internal/baseline"
 	"github.com/fso-project/fso/internal/broker"
@@ -57,6 +58,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// StatusInterval is the heartbeat period; default 5s.
 	StatusInterval time.Duration
+	// RateLimit caps the records per second published; the rest wait in
+	// the spool. 0: no cap.
+	RateLimit float64
 	// MaxQueued bounds the kernel events read but not yet processed;
 	// default 1,000,000 (about 150 MB at most).
 	MaxQueued int
@@ -715,6 +719,8 @@ type inflight struct {
 func (a *Agent) publish(ctx context.Context) {
 	cursor := a.sp.First()
 	var q []inflight
+	lim := rate.NewLimiter(rate.Inf, 1)
+	limit := 0.0
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		for len(q) < a.cfg.PublishWindow {
@@ -728,7 +734,22 @@ func (a *Agent) publish(ctx context.Context) {
 			}
 			now := time.Now()
 			failed := false
+			if r := a.rateLimit(); r != limit {
+				limit = r
+				if r > 0 {
+					lim.SetLimit(rate.Limit(r))
+					lim.SetBurst(max(1, int(r/10)))
+				} else {
+					lim.SetLimit(rate.Inf)
+				}
+			}
 			for _, e := range ents {
+				if limit > 0 {
+					if err := lim.Wait(ctx); err != nil {
+						return
+					}
+					now = time.Now()
+				}
 				m := nats.NewMsg(e.Subject)
 				m.Data = stamp(e.Data, now)
 				m.Header.Set(jetstream.MsgIDHeader, a.cfg.ID+":"+a.nonce+":"+strconv.FormatUint(e.Seq, 10))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,8 +49,17 @@ type liveConfig struct {
 	lastObsAt time.Time
 	rate      float64
 
-	hashLimit atomic.Int64 // 0: cfg.HashLimit
-	debounce  atomic.Int64 // 0: cfg.Debounce
+	hashLimit atomic.Int64  // 0: cfg.HashLimit
+	debounce  atomic.Int64  // 0: cfg.Debounce
+	rateLimit atomic.Uint64 // math.Float64bits; 0: cfg.RateLimit
+}
+
+// rateLimit is the publish cap in force, records/s; 0: none.
+func (a *Agent) rateLimit() float64 {
+	if v := math.Float64frombits(a.live.rateLimit.Load()); v > 0 {
+		return v
+	}
+	return a.cfg.RateLimit
 }
 
 // ConfigRejection is a revision the agent could not apply, and why.
@@ -268,6 +278,7 @@ func (a *Agent) applyConfig(rev uint64, doc []byte, w *watch.Watcher) error {
 	a.swapRoots(roots, w)
 	a.live.hashLimit.Store(ac.HashLimit)
 	a.live.debounce.Store(int64(deb))
+	a.live.rateLimit.Store(math.Float64bits(ac.RateLimit))
 	a.live.mu.Lock()
 	a.live.applied, a.live.sha = rev, agentconfig.DocHash(doc)
 	// What the document leaves unset keeps the local flag's value.

@@ -103,7 +103,7 @@ func (a *Agent) matches(patterns []string, p string) bool {
 }
 
 func (a *Agent) nodiff(p string) bool {
-	pats := a.cfg.NoDiff
+	_, pats := a.diffPatterns()
 	if len(pats) == 0 {
 		pats = DefaultNoDiff()
 	}
@@ -124,16 +124,17 @@ func (a *Agent) diffFor(e *event.Event) *event.Diff {
 	if a.diffs == nil {
 		a.diffs = a.openDiffer()
 	}
-	if len(a.cfg.Important) == 0 || e.Type == event.Attrib {
+	important, _ := a.diffPatterns()
+	if len(important) == 0 || e.Type == event.Attrib {
 		return nil
 	}
 	seq := e.Seq + 1
-	if e.Type == event.Rename && e.OldPath != e.Path && a.matches(a.cfg.Important, e.OldPath) {
+	if e.Type == event.Rename && e.OldPath != e.Path && a.matches(important, e.OldPath) {
 		// The old name no longer holds the file. Its version is tied to
 		// the event's seq: there is no diff record for it.
 		a.putSnapshot(snapshot.Snapshot{Path: e.OldPath, Seq: e.Seq, State: snapshot.Absent})
 	}
-	if e.IsDir || !a.matches(a.cfg.Important, e.Path) {
+	if e.IsDir || !a.matches(important, e.Path) {
 		return nil
 	}
 	old := snapshot.Snapshot{Path: e.Path, State: snapshot.Unknown}

@@ -75,6 +75,9 @@ type Spec struct {
 	NoDiff    []string `yaml:"nodiff"`
 	HashLimit *int64   `yaml:"hash_limit"`
 	Debounce  *string  `yaml:"debounce"`
+	// RateLimit caps the records per second the agent publishes; the rest
+	// wait in its spool, nothing is dropped. 0: no cap.
+	RateLimit *float64 `yaml:"rate_limit"`
 }
 
 // Override applies Spec to the agents Match selects.
@@ -336,6 +339,9 @@ func (d *Document) validateSpec(s *Spec, at ...any) error {
 	if s.HashLimit != nil && *s.HashLimit < 0 {
 		return d.errAt("must not be negative", f("hash_limit")...)
 	}
+	if s.RateLimit != nil && *s.RateLimit < 0 {
+		return d.errAt("must not be negative (0: no limit)", f("rate_limit")...)
+	}
 	if s.Debounce != nil {
 		if v, err := time.ParseDuration(*s.Debounce); err != nil || v < 0 || v > time.Minute {
 			return d.errAt(fmt.Sprintf("%q: want a duration between 0s and 1m, like 50ms", *s.Debounce), f("debounce")...)
@@ -368,6 +374,7 @@ type Agent struct {
 	NoDiff    []string `json:"nodiff,omitempty"`
 	HashLimit int64    `json:"hash_limit,omitempty"` // 0: the agent's own default
 	Debounce  string   `json:"debounce,omitempty"`   // "": the agent's own default
+	RateLimit float64  `json:"rate_limit,omitempty"` // records/s published; 0: the agent's own
 	// Matched lists the overrides applied, by index.
 	Matched []int `json:"matched,omitempty"`
 }
@@ -437,6 +444,9 @@ func (d *Document) apply(a *Agent, s *Spec, at ...any) {
 	}
 	if s.Debounce != nil {
 		a.Debounce = *s.Debounce
+	}
+	if s.RateLimit != nil {
+		a.RateLimit = *s.RateLimit
 	}
 }
 

@@ -80,6 +80,7 @@ func TestInvalid(t *testing.T) {
 		{"bad important glob", "defaults:\n  important: [\"x[\"]\n", "defaults.important[0]", 2},
 		{"bad nodiff glob", "agents:\n  - match: {id: a}\n    nodiff: [\"x[\"]\n", "agents[0].nodiff[0]", 3},
 		{"negative hash limit", "defaults:\n  hash_limit: -1\n", "defaults.hash_limit", 2},
+		{"negative rate limit", "defaults:\n  rate_limit: -5\n", "defaults.rate_limit", 2},
 		{"bad debounce", "defaults:\n  debounce: soon\n", "defaults.debounce", 2},
 		{"wrong type", "defaults:\n  watch:\n    - path: /etc\n      recursive: maybe\n", "", 4},
 		{"not yaml", "defaults: [\n", "", 0},

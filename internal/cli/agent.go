@@ -37,6 +37,7 @@ func addWatchFlags(cmd *cobra.Command, w *watchFlags) {
 	f.BoolVar(&w.noRecurse, "no-recursive", false, "watch only the directories themselves, not their subdirectories")
 	f.StringArrayVar(&w.cfg.AllowRoots, "allow-root", nil, "the controller may only make this agent watch inside these directories (repeatable; default anywhere)")
 	f.Int64Var(&w.cfg.HashLimit, "hash-limit", 64<<20, "largest file, in bytes, whose sha256 is recorded")
+	f.Float64Var(&w.cfg.RateLimit, "rate-limit", 0, "most records per second to publish; the rest wait in the spool, none is dropped (default: no limit)")
 	f.Int64Var(&w.cfg.Spool.MaxBytes, "spool-max-bytes", 0, "bound on the agent's spool of unrecorded records (default 1 GiB); past it the agent trims at the broker's ack, then drops with a gap record")
 	f.DurationVar(&w.cfg.ScanInterval, "scan-interval", 0, "how often directories that could not be watched are rescanned (default 30s)")
 	f.DurationVar(&w.cfg.Debounce, "debounce", 0, "how long a file being written may stay open before its change is reported anyway (default 50ms)")

@@ -18,6 +18,7 @@ func newUpCmd(g *globals) *cobra.Command {
 	var bc broker.Config
 	var w watchFlags
 	var auditDir, configFile string
+	var key keyFlags
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run broker, recorder and one agent in one process",
@@ -79,7 +80,13 @@ observed is recorded, then the recorder and the broker stop.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "fso up: configuration %s is revision %d\n", configFile, rev)
 			}
-			rec, err := recorder.New(recorder.Config{AuditDir: auditDir}, rjs, logger.With("component", "recorder"))
+			cp, err := key.load(auditDir, logger.With("component", "recorder"))
+			if err != nil {
+				return err
+			}
+			rcfg := recorder.Config{AuditDir: auditDir}
+			rcfg.Checkpoints.Key = cp.Key
+			rec, err := recorder.New(rcfg, rjs, logger.With("component", "recorder"))
 			if err != nil {
 				return err
 			}
@@ -125,7 +132,9 @@ observed is recorded, then the recorder and the broker stop.`,
 	cmd.Flags().StringVar(&auditDir, "audit-dir", "", "audit log directory (default DATA/audit)")
 	cmd.Flags().StringVar(&w.state, "state", "", "agent state directory (default DATA/agent)")
 	cmd.Flags().StringVar(&configFile, "config", "", "fso.yaml to apply to the agents, as `fso controller apply` does")
+	addKeyFlags(cmd, &key)
 	addBrokerFlags(cmd, &bc)
 	addWatchFlags(cmd, &w)
+	addProfileFlags(cmd)
 	return cmd
 }

@@ -148,7 +148,9 @@ func (r *Recorder) flushCheckpoint(ctx context.Context, kv jetstream.KeyValue) {
 	if b == nil {
 		return
 	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Not cut short by a stop: the checkpoint written at a clean stop is
+	// the one that proves the log's end.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if _, err := kv.Put(pctx, CheckpointKey(r.cfg.Checkpoints.Name), b); err != nil {
 		r.logger.Warn("publish checkpoint", "err", err)

@@ -45,7 +45,7 @@ func TestControllerUpConfig(t *testing.T) {
 	}
 
 	next := filepath.Join(t.TempDir(), "fso.yaml")
-	write(t, next, fmt.Sprintf("defaults:\n  watch:\n    - path: %s\nagents:\n  - match: {labels: {role: web}}\n    watch:\n      - path: %s\n        include: [\"**/*.txt\"]\n", root, extra))
+	write(t, next, fmt.Sprintf("defaults:\n  watch:\n    - path: %s\nagents:\n  - match: {labels: {role: web}}\n    watch:\n      - path: %s\n        include: [\"**/*.txt\"]\n    important: [\"**/*.txt\"]\n", root, extra))
 	code, out, stderr := fsoCmd(t, "controller", "apply", "--dry-run", "-f", next, "--server", server)
 	if code != 0 || !strings.Contains(out, "+ watch "+extra) || !strings.Contains(out, "nothing written") {
 		t.Fatalf("dry run: exit %d, out %q, stderr %q", code, out, stderr)
@@ -96,6 +96,15 @@ func TestControllerUpConfig(t *testing.T) {
 			t.Errorf("excluded by include pattern, yet recorded: %s", r.path)
 		}
 	}
+	// important came from the controller: the file's diff is recorded.
+	waitLog(t, audit, 30*time.Second, func(recs []rec) bool {
+		for _, r := range recs {
+			if r.Kind == "diff" && r.path == f {
+				return true
+			}
+		}
+		return false
+	})
 
 	// Both configuration changes are in the audit trail.
 	recs = waitLog(t, audit, 30*time.Second, func(recs []rec) bool {

@@ -268,3 +268,37 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// --rate-limit caps what the agent publishes; the excess waits in the
+// spool and nothing is lost. The check is a lower bound on how long the
+// records took to go out, so a slow machine cannot make it fail.
+func TestRateLimitLosesNothing(t *testing.T) {
+	s := startUp(t, "--rate-limit", "200")
+	dir := filepath.Join(s.root, "r")
+	must(t, os.Mkdir(dir, 0o755))
+	const n = 400
+	var want []string
+	for i := range n {
+		p := filepath.Join(dir, fmt.Sprintf("f%03d", i))
+		write(t, p, "x")
+		want = append(want, "create "+p)
+	}
+	recs := waitLog(t, s.audit, 60*time.Second, has(nil, want...))
+	s.p.stop(t)
+	checkIntegrity(t, s.audit, readLog(t, s.audit))
+	var first, last time.Time
+	for _, r := range recs {
+		if r.Kind == "event" && filepath.Dir(r.path) == dir {
+			if first.IsZero() || r.EmittedAt.Before(first) {
+				first = r.EmittedAt
+			}
+			if r.EmittedAt.After(last) {
+				last = r.EmittedAt
+			}
+		}
+	}
+	// 400 records at 200/s with a burst of 20 take at least 1.9 s.
+	if d := last.Sub(first); d < 1500*time.Millisecond {
+		t.Fatalf("%d records emitted within %v: the 200/s limit was not applied", n, d)
+	}
+}
