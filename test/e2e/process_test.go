@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,4 +168,61 @@ func TestSpoolBoundGap(t *testing.T) {
 	recs := readLog(t, audit)
 	checkIntegrity(t, audit, recs) // every seq is recorded or inside a gap record
 	t.Logf("%d records, %d gap records", len(recs), len(gaps))
+}
+
+// agentStatus reads an agent's status from the broker.
+func agentStatus(t *testing.T, url, id string) map[string]any {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
+	if err != nil {
+		return nil
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, "fso-agents")
+	if err != nil {
+		return nil
+	}
+	e, err := kv.Get(ctx, "status."+id)
+	if err != nil {
+		return nil
+	}
+	var st map[string]any
+	json.Unmarshal(e.Value(), &st)
+	return st
+}
+
+// A root that does not exist yet is reported in the agent's status while
+// the other roots work; once it appears it is watched, and what it holds
+// is reported.
+func TestMissingRootReportedThenWatched(t *testing.T) {
+	addr := freePort(t)
+	data, ok := t.TempDir(), t.TempDir()
+	missing := filepath.Join(t.TempDir(), "later")
+	audit := filepath.Join(data, "audit")
+	p := runFSO(t, "up", "--data", data, "--watch", ok, "--watch", missing, "--listen", addr, "--id", "roots")
+	waitProbe(t, ok, audit, "ok")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := agentStatus(t, "nats://"+addr, "roots")
+		if st != nil && strings.Contains(fmt.Sprint(st["roots"]), "no such file") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status does not report the missing root: %v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	must(t, os.Mkdir(missing, 0o755))
+	early := filepath.Join(missing, "early")
+	write(t, early, "x")
+	waitLog(t, audit, 20*time.Second, has(nil, "create "+early))
+	late := filepath.Join(missing, "late")
+	time.Sleep(500 * time.Millisecond)
+	write(t, late, "x")
+	waitLog(t, audit, 20*time.Second, has(nil, "create "+late))
+	p.stop(t)
+	checkIntegrity(t, audit, readLog(t, audit))
 }

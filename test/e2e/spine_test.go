@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -300,5 +301,30 @@ func TestRateLimitLosesNothing(t *testing.T) {
 	// 400 records at 200/s with a burst of 20 take at least 1.9 s.
 	if d := last.Sub(first); d < 1500*time.Millisecond {
 		t.Fatalf("%d records emitted within %v: the 200/s limit was not applied", n, d)
+	}
+}
+
+// A taken --listen port is a one-line error that names the flag, and bad
+// usage exits 2.
+func TestUsageErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	code, _, stderr := fsoCmd(t, "up", "--data", t.TempDir(), "--watch", t.TempDir(), "--listen", ln.Addr().String())
+	if code != 1 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "--listen "+ln.Addr().String()) ||
+		!strings.Contains(stderr, "address already in use") {
+		t.Fatalf("taken port: exit %d, stderr %q; want 1 and one line naming --listen", code, stderr)
+	}
+	for _, args := range [][]string{
+		{"up", "--watch", t.TempDir()},                         // no --data
+		{"agent", "--state", t.TempDir(), "--events", "chmod"}, // unknown event type
+		{"nosuchcommand"},
+	} {
+		code, _, stderr := fsoCmd(t, args...)
+		if code != 2 || stderr == "" {
+			t.Errorf("fso %v: exit %d, stderr %q; want 2 and a reason", args, code, stderr)
+		}
 	}
 }
