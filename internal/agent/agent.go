@@ -179,14 +179,19 @@ type Agent struct {
 	observed  atomic.Uint64 // changes reported since start
 	overflows atomic.Int64
 	degraded  atomic.Bool
-	gapMu     sync.Mutex
-	gap       *event.Gap // changes dropped, not yet reported; guarded by gapMu
-	live      liveConfig // the controller's configuration (config.go)
-	diffs     *differ    // important files' snapshots (important.go); collect goroutine
+	// gapMu guards gaps and seqFloor, and is held by record.
+	gapMu    sync.Mutex
+	gaps     []event.Gap // declared losses whose gap records are not spooled yet
+	seqFloor uint64      // the next seq is at least this (seqs consumed by gaps)
+	live     liveConfig  // the controller's configuration (config.go)
+	diffs    *differ     // important files' snapshots (important.go); collect goroutine
 
 	// Owned by the collect goroutine.
 	base      baseline.Baseline
 	baseDirty bool
+	// scanned holds the paths the last rescan reported, so that the kernel's
+	// own late event for the same file is not reported twice.
+	scanned   map[string]struct{}
 	rescanReq chan struct{} // a root was armed after start
 	lastScan  time.Time     // guarded by mu
 }
@@ -228,21 +233,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	sopts.Logger = a.logger
 	sp, err := spool.Open(filepath.Join(a.cfg.StateDir, "spool"), sopts)
 	var ce *spool.CorruptError
+	var lostFrom uint64
 	if errors.As(err, &ce) && sp != nil {
 		a.fail("spool damaged, quarantined", err)
-		// The lost records can never be sent: say so in the audit trail.
-		a.gap = &event.Gap{Agent: a.cfg.ID, Reason: "spool damaged: " + err.Error()}
-		if r := ce.Lost; len(r) > 0 {
-			a.gap.FromSeq, a.gap.ToSeq = r[0][0], r[len(r)-1][1]
-		}
-		if ce.LostFrom > 0 {
-			// The end of the loss is unknown: everything up to the seq the
-			// spool continues at.
-			if a.gap.FromSeq == 0 || ce.LostFrom < a.gap.FromSeq {
-				a.gap.FromSeq = ce.LostFrom
-			}
-			a.gap.ToSeq = sp.NextSeq() - 1
-		}
+		a.sp = sp
+		a.gapMu.Lock()
+		a.spoolDamage(ce)
+		a.gapMu.Unlock()
+		lostFrom = ce.LostFrom
 	} else if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -252,14 +250,30 @@ func (a *Agent) Run(ctx context.Context) error {
 	// A new state dir must learn from the broker where the audit log's
 	// seqs for this id end, before it numbers anything; an agent with state
 	// starts watching at once and reaches the broker when it can.
-	_, berr := os.Stat(a.baselinePath())
-	fresh := a.sp.NextSeq() == 1 && errors.Is(berr, os.ErrNotExist)
+	// The same holds when the spool lost its newest segment: the seqs it
+	// had handed out are unknown.
+	a.gapMu.Lock()
+	err = a.loadGaps()
+	a.gapMu.Unlock()
+	if err != nil {
+		return err
+	}
+	fresh := a.sp.NextSeq() == 1 || lostFrom > 0
 	var kv jetstream.KeyValue
 	if fresh {
 		if kv = a.waitKV(ctx); kv == nil {
 			return ctx.Err()
 		}
-		a.learnWatermark(ctx, kv)
+		wm := a.learnWatermark(ctx, kv)
+		if lostFrom > 0 {
+			// Records from lostFrom on may be in the stream or the log
+			// already: skip far past anything this agent can have used,
+			// and declare what may be lost.
+			a.gapMu.Lock()
+			floor := max(a.sp.NextSeq(), wm+1, a.seqFloor) + 1<<16
+			a.addGap(max(lostFrom, wm+1), floor-1, "newest spool segment unreadable: "+ce.Error())
+			a.gapMu.Unlock()
+		}
 	}
 	if a.sp.NextSeq() > 1 {
 		a.logger.Info("spool opened", "next_seq", a.sp.NextSeq(), "unrecorded", a.sp.Stats().Entries)
@@ -329,26 +343,21 @@ func (a *Agent) waitKV(ctx context.Context) jetstream.KeyValue {
 	}
 }
 
-// learnWatermark adopts the recorder's watermark at start.
-func (a *Agent) learnWatermark(ctx context.Context, kv jetstream.KeyValue) {
+// learnWatermark adopts the recorder's watermark at start and returns it
+// (0 when unknown).
+func (a *Agent) learnWatermark(ctx context.Context, kv jetstream.KeyValue) uint64 {
 	wm, err := readWatermark(ctx, kv, a.cfg.ID)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			a.logger.Warn("read watermark", "err", err)
 		}
-		return
+		return 0
 	}
 	a.adoptWatermark(wm)
 	a.gapMu.Lock()
-	defer a.gapMu.Unlock()
-	if g := a.gap; g != nil && g.FromSeq > 0 && g.FromSeq <= wm {
-		// The recorder has some of what the spool lost: they are not lost.
-		if g.ToSeq <= wm {
-			a.gap = nil
-		} else {
-			g.FromSeq = wm + 1
-		}
-	}
+	a.clipGaps(wm)
+	a.gapMu.Unlock()
+	return wm
 }
 
 // drain waits, after the watcher stopped, until everything spooled is
@@ -401,6 +410,18 @@ func (a *Agent) fail(msg string, err error) {
 func (a *Agent) collect(w *watch.Watcher) error {
 	q := newQueue(a.cfg.MaxQueued)
 	go q.pump(w.Events())
+	// On an early return, keep draining so the pump (and the watcher
+	// behind it) can finish.
+	defer func() {
+		go func() {
+			for {
+				if _, done := q.take(); done {
+					return
+				}
+				<-q.ready
+			}
+		}()
+	}()
 	// The watch is armed and being read: a change during the walk is seen
 	// by one or both, never by neither.
 	select {
@@ -457,7 +478,7 @@ func (a *Agent) collect(w *watch.Watcher) error {
 				continue
 			case now := <-periodic.C:
 				a.gapMu.Lock()
-				gap := a.gap != nil
+				gap := len(a.gaps) > 0
 				a.gapMu.Unlock()
 				if gap { // a gap record waits for room in the spool
 					if err := a.record(w, nil); err != nil {
@@ -523,22 +544,13 @@ func (a *Agent) collect(w *watch.Watcher) error {
 func (a *Agent) record(w *watch.Watcher, changes []change) error {
 	a.gapMu.Lock()
 	defer a.gapMu.Unlock()
-	if len(changes) == 0 && a.gap == nil {
+	if len(changes) == 0 && len(a.gaps) == 0 {
 		return nil
 	}
-	next := a.sp.NextSeq()
-	entries := make([]spool.Entry, 0, len(changes)+1)
-	if a.gap != nil {
-		g := *a.gap
+	next := max(a.sp.NextSeq(), a.seqFloor)
+	entries := make([]spool.Entry, 0, len(changes)+len(a.gaps))
+	for _, g := range a.gaps {
 		g.Seq = next
-		if g.FromSeq == 0 { // damage whose range is unknown
-			g.FromSeq, g.ToSeq = next, next
-			g.Seq = next + 1
-			if err := a.sp.SetNextSeq(next + 1); err != nil {
-				return fmt.Errorf("agent: %w", err)
-			}
-			next++
-		}
 		data, _ := g.Marshal()
 		entries = append(entries, spool.Entry{Seq: g.Seq, Subject: event.GapSubject(a.cfg.ID), Data: data})
 		next++
@@ -573,17 +585,20 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 			}
 			var st *unix.Stat_t
 			if c.typ != event.Delete {
-				if s, ok := enrich(&e, a.hashLimit()); ok {
+				if s, ok := enrich(&e, a.hashLimit(), r.Path); ok {
 					st = &s
 				}
 			}
 			if a.base != nil && !c.scan && st != nil {
 				old, known := a.base[c.path]
+				_, scanned := a.scanned[c.path]
 				switch {
-				case known && c.typ == event.Create && old.Ino == st.Ino && old.Ctime == st.Ctim.Nano():
+				case scanned && known && c.typ == event.Create && old.Ino == st.Ino && old.Ctime == st.Ctim.Nano():
+					delete(a.scanned, c.path)
 					continue // a rescan has reported this very file already
-				case known && c.typ == event.Create && old.Ino == st.Ino && !c.isDir:
+				case scanned && known && c.typ == event.Create && old.Ino == st.Ino && !c.isDir:
 					// A rescan reported its create; what is new is the write.
+					delete(a.scanned, c.path)
 					e.Type, c.typ = event.Modify, event.Modify
 				case !known && (c.typ == event.Modify || c.typ == event.Attrib):
 					// First sight of the path: its create was dropped by the
@@ -618,43 +633,63 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	err := a.sp.Append(entries)
-	if errors.Is(err, spool.ErrFull) {
-		// Degrade as DESIGN.md says: what the broker has acked is safe
-		// there; drop it from the spool before dropping anything new.
-		if pub := a.published.Load(); pub > a.sp.First() {
-			if !a.degraded.Swap(true) {
-				a.fail("spool full: trimming at the broker's ack instead of the recorder's watermark", err)
-			}
-			if terr := a.sp.Trim(pub); terr == nil {
-				err = a.sp.Append(entries)
-			}
-		}
-	} else if err == nil && a.degraded.Load() && a.sp.Stats().Bytes < a.spoolMax()/2 {
-		a.degraded.Store(false)
-	}
+	err := a.spoolAppend(entries)
 	if err != nil {
 		// Nothing was written. The changes are lost unless we say so:
-		// consume their seqs and report the range as a gap once the spool
-		// takes records again.
-		first, last := entries[0].Seq, entries[len(entries)-1].Seq
-		if a.gap != nil && a.gap.FromSeq > 0 && entries[0].Subject == event.GapSubject(a.cfg.ID) {
-			first = a.gap.FromSeq // the pending gap widens
-		}
-		if serr := a.sp.SetNextSeq(last + 1); serr != nil {
-			return fmt.Errorf("agent: spool: %w; and cannot persist seq: %w", err, serr)
-		}
-		a.gap = &event.Gap{Agent: a.cfg.ID, FromSeq: first, ToSeq: last, Reason: "agent spool: " + err.Error()}
+		// their seqs (and those of any gap records tried with them) are
+		// declared a gap, persisted, and reported once the spool takes
+		// records again.
+		a.addGap(entries[0].Seq, entries[len(entries)-1].Seq, "agent spool: "+err.Error())
 		a.fail("changes dropped, a gap record will say so", err)
 		return nil
 	}
-	a.gap = nil
+	if len(a.gaps) > 0 {
+		a.gaps = nil
+		if err := a.saveGaps(); err != nil {
+			a.fail("clear pending gaps", err)
+		}
+	}
 	a.observed.Add(uint64(len(entries)))
 	select {
 	case a.wake <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// spoolAppend appends entries, whose first seq may be past the spool's
+// next (seqs consumed by gaps). A spool without room degrades as DESIGN.md
+// says: what the broker has acked is safe there, so it is trimmed before
+// anything new is refused. gapMu held.
+func (a *Agent) spoolAppend(entries []spool.Entry) error {
+	size := int64(0)
+	for _, e := range entries {
+		size += int64(len(e.Data) + len(e.Subject) + 64)
+	}
+	room := func() bool { return a.sp.Stats().Bytes+size <= a.spoolMax() }
+	if !room() {
+		if pub := a.published.Load(); pub >= a.sp.First() {
+			if !a.degraded.Swap(true) {
+				a.fail("spool full: trimming at the broker's ack instead of the recorder's watermark", spool.ErrFull)
+			}
+			a.sp.Trim(pub)
+		}
+		if !room() {
+			// Checked before touching the spool, so a long outage does not
+			// leave a segment file per refused batch.
+			return spool.ErrFull
+		}
+	}
+	if first := entries[0].Seq; first > a.sp.NextSeq() {
+		if err := a.sp.SetNextSeq(first); err != nil {
+			return err
+		}
+	}
+	err := a.sp.Append(entries)
+	if err == nil && a.degraded.Load() && a.sp.Stats().Bytes < a.spoolMax()/2 {
+		a.degraded.Store(false)
+	}
+	return err
 }
 
 func (a *Agent) spoolMax() int64 {
@@ -725,7 +760,18 @@ func (a *Agent) publish(ctx context.Context) {
 	for ctx.Err() == nil {
 		for len(q) < a.cfg.PublishWindow {
 			ents, err := a.sp.Read(cursor, min(512, a.cfg.PublishWindow-len(q)), 4<<20)
-			if err != nil {
+			var ce *spool.CorruptError
+			if errors.As(err, &ce) && len(ents) == 0 && len(ce.Lost) > 0 {
+				// A frame damaged on disk since Open: declare it lost and
+				// go on past it, rather than stall every later record.
+				a.fail("spool frame damaged", err)
+				a.gapMu.Lock()
+				a.spoolDamage(ce)
+				a.gapMu.Unlock()
+				cursor = max(cursor, ce.Lost[len(ce.Lost)-1][1]+1)
+				continue
+			}
+			if err != nil && len(ents) == 0 {
 				a.fail("read spool", err)
 				break
 			}
@@ -772,7 +818,7 @@ func (a *Agent) publish(ctx context.Context) {
 				return
 			case <-a.wake:
 			case from := <-a.resend:
-				cursor = max(from, a.sp.First())
+				a.resendHead(from)
 			case <-time.After(time.Second):
 			}
 			continue
@@ -794,7 +840,28 @@ func (a *Agent) publish(ctx context.Context) {
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		case from := <-a.resend:
-			cursor, q = max(from, a.sp.First()), nil
+			a.resendHead(from)
+		}
+	}
+}
+
+// resendHead publishes again the first records after the watermark, the
+// ones a recorder waiting for a missing seq needs, without moving the
+// publish cursor: a stalled recorder is not flooded with copies.
+func (a *Agent) resendHead(from uint64) {
+	ents, err := a.sp.Read(max(from, a.sp.First()), 256, 4<<20)
+	if err != nil && len(ents) == 0 {
+		a.fail("read spool for a retransmit", err)
+		return
+	}
+	now := time.Now()
+	for _, e := range ents {
+		m := nats.NewMsg(e.Subject)
+		m.Data = stamp(e.Data, now)
+		m.Header.Set(jetstream.MsgIDHeader, a.cfg.ID+":"+a.nonce+":"+strconv.FormatUint(e.Seq, 10))
+		if _, err := a.js.PublishMsgAsync(m, jetstream.WithExpectStream(broker.Stream)); err != nil {
+			a.fail("retransmit", err)
+			return
 		}
 	}
 }
@@ -814,13 +881,13 @@ func readWatermark(ctx context.Context, kv jetstream.KeyValue, id string) (uint6
 // when the state dir was lost: reusing seqs the audit log already holds
 // would make the recorder drop new records as duplicates.
 func (a *Agent) adoptWatermark(wm uint64) {
-	if wm >= a.sp.NextSeq() {
+	a.gapMu.Lock()
+	if wm >= max(a.sp.NextSeq(), a.seqFloor) {
 		a.logger.Warn("the audit log has records past this agent's spool: state was lost or replaced; continuing after them",
 			"watermark", wm, "next_seq", a.sp.NextSeq())
-		if err := a.sp.SetNextSeq(wm + 1); err != nil {
-			a.fail("advance seq", err)
-		}
+		a.seqFloor = wm + 1
 	}
+	a.gapMu.Unlock()
 	if wm > a.recorded.Load() {
 		a.recorded.Store(wm)
 		if err := a.sp.Trim(wm); err != nil {

@@ -63,15 +63,29 @@ func (a *Agent) loadBaseline() (b baseline.Baseline, since time.Time, ok bool) {
 func (a *Agent) rescan(w *watch.Watcher, since time.Time, report bool, why string) error {
 	trees := a.trees()
 	start := time.Now()
-	cur, err := baseline.Walk(trees)
+	cur, failed, err := baseline.Walk(trees)
 	if err != nil {
 		a.fail("rescan", err)
 	}
+	// What could not be read is not gone: keep what the baseline knew.
+	for _, f := range failed {
+		for p, e := range a.base {
+			if p == f || strings.HasPrefix(p, f+"/") {
+				if _, ok := cur[p]; !ok {
+					cur[p] = e
+				}
+			}
+		}
+	}
 	var changes []change
+	a.scanned = map[string]struct{}{}
 	if report {
 		for _, c := range baseline.Diff(a.base, cur, trees) {
 			changes = append(changes, change{typ: c.Type, path: c.Path, oldPath: c.OldPath, isDir: c.IsDir,
 				at: time.Now(), scan: true, since: since})
+			if c.Type == event.Create || c.Type == event.Modify || c.Type == event.Rename {
+				a.scanned[c.Path] = struct{}{}
+			}
 		}
 	}
 	// Entries outside the walked trees (a root not armed right now) stay.

@@ -354,11 +354,37 @@ func checkRootPath(p string) error {
 	if strings.ContainsRune(p, 0) {
 		return errors.New("contains a NUL byte")
 	}
+	if len(p) > maxPath {
+		return fmt.Errorf("path of %d bytes is longer than %d", len(p), maxPath)
+	}
 	if !filepath.IsAbs(p) {
 		return fmt.Errorf("%q must be an absolute path", p)
 	}
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return fmt.Errorf("%q: \"..\" is not allowed; give the path it means", p)
+		}
+		if len(el) > maxName {
+			return fmt.Errorf("%q: a name of %d bytes is longer than %d", p[:min(len(p), 80)]+"…", len(el), maxName)
+		}
+	}
+	for _, d := range pseudoFS {
+		if within(filepath.Clean(p), d) {
+			return fmt.Errorf("%q is in %s, a kernel pseudo file system: nothing there is a file to audit", p, d)
+		}
+	}
 	return nil
 }
+
+// Limits of a watch path (PATH_MAX and NAME_MAX on Linux).
+const (
+	maxPath = 4095
+	maxName = 255
+)
+
+// pseudoFS are directories whose content the kernel makes up: reading it
+// can block, change the system or show other processes' secrets.
+var pseudoFS = []string{"/proc", "/sys", "/dev"}
 
 func within(p, dir string) bool {
 	return p == dir || dir == "/" || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")

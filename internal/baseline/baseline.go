@@ -171,9 +171,11 @@ type Tree struct {
 
 // Walk lists every path below the trees (not the roots themselves) with
 // lstat(2), never following symbolic links. Paths that vanish during the
-// walk are left out; other errors are returned joined, with the walk going on.
-func Walk(trees []Tree) (Baseline, error) {
-	b := Baseline{}
+// walk are left out; other errors are returned joined, with the walk going
+// on, and the directories that could not be read are listed in failed, so a
+// caller does not take their missing contents for deletions.
+func Walk(trees []Tree) (b Baseline, failed []string, err error) {
+	b = Baseline{}
 	var errs []error
 	for _, t := range trees {
 		err := filepath.WalkDir(t.Path, func(p string, d fs.DirEntry, err error) error {
@@ -182,6 +184,7 @@ func Walk(trees []Tree) (Baseline, error) {
 					return nil
 				}
 				errs = append(errs, err)
+				failed = append(failed, p)
 				if d != nil && d.IsDir() && p != t.Path {
 					return fs.SkipDir
 				}
@@ -207,7 +210,7 @@ func Walk(trees []Tree) (Baseline, error) {
 			errs = append(errs, err)
 		}
 	}
-	return b, errors.Join(errs...)
+	return b, failed, errors.Join(errs...)
 }
 
 // Change is one difference between two baselines.

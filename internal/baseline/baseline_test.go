@@ -47,7 +47,7 @@ func TestDiff(t *testing.T) {
 		must(os.WriteFile(p(f), []byte("1"), 0o644))
 	}
 	trees := []baseline.Tree{{Path: root, Recursive: true, SkipDir: func(d string) bool { return d == p("skip") }}}
-	old, err := baseline.Walk(trees)
+	old, _, err := baseline.Walk(trees)
 	must(err)
 	if _, ok := old[p("skip/x")]; ok {
 		t.Fatal("walk entered a skipped directory")
@@ -59,7 +59,7 @@ func TestDiff(t *testing.T) {
 	must(os.Rename(p("moved"), p("moved2")))
 	must(os.Rename(p("d"), p("d2")))
 	must(os.WriteFile(p("new"), []byte("n"), 0o644))
-	cur, err := baseline.Walk(trees)
+	cur, _, err := baseline.Walk(trees)
 	must(err)
 	var have []string
 	for _, c := range baseline.Diff(old, cur, trees) {

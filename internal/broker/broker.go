@@ -38,6 +38,17 @@ type Config struct {
 	// MQTT, when set, is host:port of an MQTT 3.1.1 listener, so any MQTT
 	// client can watch fso/events/# live.
 	MQTT string
+	// TLS of the client and cluster listeners: the broker's certificate
+	// and key, and the CA that client (and route) certificates must chain
+	// to. With TLSVerify clients must present such a certificate (mutual
+	// TLS). Cluster routes always verify each other when TLS is on.
+	TLSCert, TLSKey, TLSCA string
+	TLSVerify              bool
+	// Insecure allows plaintext on a non-loopback listener.
+	Insecure bool
+	// Auth is the auth file `fso keys` writes; when set every client must
+	// authenticate as one of its identities, and gets its permissions.
+	Auth string
 }
 
 func (c *Config) setDefaults() {
@@ -78,7 +89,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("broker: --mqtt %q: %w", c.MQTT, err)
 		}
 	}
-	return nil
+	return c.validateSecurity()
 }
 
 func splitHostPort(hp string) (string, int, error) {
@@ -95,8 +106,9 @@ func splitHostPort(hp string) (string, int, error) {
 
 // Broker is a running embedded NATS server with JetStream.
 type Broker struct {
-	srv    *server.Server
-	logger *slog.Logger
+	srv      *server.Server
+	logger   *slog.Logger
+	internal []nats.Option // how in-process clients authenticate
 }
 
 // Start starts the server and returns once it accepts connections. It fails
@@ -142,6 +154,18 @@ func Start(cfg Config, logger *slog.Logger) (*Broker, error) {
 		}
 		opts.MQTT.Host, opts.MQTT.Port = mh, mp
 	}
+	var internal []nats.Option
+	if err := cfg.secure(opts); err != nil {
+		return nil, err
+	}
+	if cfg.Auth != "" {
+		f, err := loadAuth(cfg.Auth)
+		if err != nil {
+			return nil, err
+		}
+		u, p := applyAuth(opts, f)
+		internal = append(internal, nats.UserInfo(u, p))
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -156,7 +180,7 @@ func Start(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, fmt.Errorf("broker: server on %s not ready after 30s", cfg.Listen)
 	}
 	logger.Info("broker ready", "listen", srv.ClientURL(), "data", cfg.DataDir, "cluster", cfg.Cluster)
-	return &Broker{srv: srv, logger: logger}, nil
+	return &Broker{srv: srv, logger: logger, internal: internal}, nil
 }
 
 func probeListen(addr string) error {
@@ -180,7 +204,7 @@ func (b *Broker) ClientURL() string { return b.srv.ClientURL() }
 
 // Connect opens an in-process client connection (no TCP).
 func (b *Broker) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.InProcessServer(b.srv), nats.Name(name), nats.MaxReconnects(-1)}, opts...)
+	opts = append(append([]nats.Option{nats.InProcessServer(b.srv), nats.Name(name), nats.MaxReconnects(-1)}, b.internal...), opts...)
 	nc, err := nats.Connect("", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("broker: connect in-process: %w", err)

@@ -81,6 +81,7 @@ func (w *watchFlags) config() (agent.Config, error) {
 func newAgentCmd(g *globals) *cobra.Command {
 	var w watchFlags
 	var server string
+	var sec clientSecurity
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Watch directories and publish every change to the broker",
@@ -94,7 +95,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if _, err := agent.New(cfg, nil, logger); err != nil {
 				return usageError{err}
 			}
-			nc, js, err := connectLater(server, "fso-agent-"+cfg.ID, logger, agent.JetStreamOptions()...)
+			nc, js, err := connectLaterAs(server, "fso-agent-"+cfg.ID, logger, sec, agent.JetStreamOptions()...)
 			if err != nil {
 				return err
 			}
@@ -108,6 +109,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&server, "server", defaultServer, "broker URLs, comma-separated")
 	cmd.Flags().StringVar(&w.state, "state", "", "state directory: spool and sequence (required)")
+	sec.add(cmd)
 	addWatchFlags(cmd, &w)
 	return cmd
 }

@@ -12,6 +12,7 @@ func addBrokerFlags(cmd *cobra.Command, c *broker.Config) {
 	cmd.Flags().StringSliceVar(&c.Routes, "routes", nil, "other cluster members' cluster URLs, nats://host:port (comma-separated)")
 	cmd.Flags().StringVar(&c.Name, "name", "", "this server's unique name (required with --cluster)")
 	cmd.Flags().StringVar(&c.MQTT, "mqtt", "", "MQTT listen address host:port, so MQTT clients can watch fso/events/# live")
+	addBrokerSecurityFlags(cmd, c)
 }
 
 func newBrokerCmd(g *globals) *cobra.Command {

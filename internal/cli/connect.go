@@ -41,20 +41,20 @@ func connectLater(servers, name string, logger *slog.Logger, jsOpts ...jetstream
 	return nc, js, nil
 }
 
-func dial(servers, name string, logger *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(servers,
+func dial(servers, name string, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(servers, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
-		nats.ReconnectBufSize(64<<20),
+		nats.ReconnectBufSize(64 << 20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				logger.Warn("disconnected from broker", "err", err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("reconnected to broker", "url", nc.ConnectedUrlRedacted()) }),
-	)
+	}, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s (--server): %w", servers, err)
 	}

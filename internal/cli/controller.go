@@ -24,19 +24,21 @@ type controllerFlags struct {
 	server  string
 	timeout time.Duration
 	json    bool
+	sec     clientSecurity
 }
 
 func (f *controllerFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.server, "server", defaultServer, "broker URLs, comma-separated")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 15*time.Second, "give up when the broker does not answer within this time")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
+	f.sec.add(cmd)
 }
 
 // open connects and returns a controller; close releases the connection.
 func (f *controllerFlags) open(ctx context.Context, g *globals) (*controller.Controller, context.Context, func(), error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	logger := g.logger().With("component", "controller")
-	nc, js, err := connect(ctx, f.server, "fso-controller", logger)
+	nc, js, err := connectAs(ctx, f.server, "fso-controller", logger, f.sec)
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err

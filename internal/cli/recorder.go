@@ -12,6 +12,7 @@ func newRecorderCmd(g *globals) *cobra.Command {
 	var c recorder.Config
 	var server string
 	var k keyFlags
+	var sec clientSecurity
 	cmd := &cobra.Command{
 		Use:   "recorder",
 		Short: "Append every event and diff to the audit log, exactly once, in order",
@@ -27,7 +28,7 @@ func newRecorderCmd(g *globals) *cobra.Command {
 				return err
 			}
 			c.Checkpoints.Key = cp.Key
-			nc, js, err := connect(cmd.Context(), server, "fso-recorder", logger)
+			nc, js, err := connectAs(cmd.Context(), server, "fso-recorder", logger, sec)
 			if err != nil {
 				return err
 			}
@@ -39,6 +40,7 @@ func newRecorderCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&server, "server", defaultServer, "broker URLs, comma-separated")
 	cmd.Flags().StringVar(&c.AuditDir, "audit-dir", "", "audit log directory (required)")
 	addKeyFlags(cmd, &k)
+	sec.add(cmd)
 	cmd.Flags().StringVar(&c.Checkpoints.Name, "name", "recorder", "this recorder's name in its checkpoints (broker key checkpoint.NAME)")
 	cmd.Flags().Int64Var(&c.Checkpoints.Every, "checkpoint-every", 10000, "write a signed checkpoint after this many records")
 	cmd.Flags().DurationVar(&c.Checkpoints.Interval, "checkpoint-interval", time.Minute, "write a signed checkpoint at least this often while records arrive")

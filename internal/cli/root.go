@@ -75,6 +75,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newUpCmd(g),
 		newControllerCmd(g),
 		newAuditCmd(g),
+		newBenchCmd(g),
+		newKeysCmd(g),
 	)
 	root.SetArgs(args)
 	root.SetOut(stdout)

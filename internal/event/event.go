@@ -183,6 +183,9 @@ func (e Event) Marshal() ([]byte, error) {
 		t := e.MTime.UTC()
 		e.MTime = &t
 	}
+	if b, ok := e.appendJSON(make([]byte, 0, 512)); ok {
+		return b, nil
+	}
 	return json.Marshal(e)
 }
 

@@ -191,6 +191,11 @@ func Decode(subject string, data []byte) (Record, error) {
 	default:
 		err = fmt.Errorf("unknown kind %q", head.Kind)
 	}
+	if r.Agent != "" && r.Agent != subjAgent {
+		// Checked first: a forged agent name is the finding, whatever
+		// else is wrong with the record.
+		return Record{}, fmt.Errorf("%w: payload agent %q on subject of agent %q", ErrInvalid, r.Agent, subjAgent)
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

@@ -23,10 +23,11 @@ type agentSeq struct {
 	wm      uint64
 	ahead   map[uint64]bool  // written past wm: a gap record written as soon as it covered wm+1
 	pending map[uint64]*item // received past wm+1
+	gaps    map[uint64]*item // the gap records among pending, so next need not scan them all
 }
 
 func newAgentSeq() *agentSeq {
-	return &agentSeq{ahead: map[uint64]bool{}, pending: map[uint64]*item{}}
+	return &agentSeq{ahead: map[uint64]bool{}, pending: map[uint64]*item{}, gaps: map[uint64]*item{}}
 }
 
 // has reports whether seq is already written.
@@ -36,6 +37,15 @@ func (s *agentSeq) has(seq uint64) bool { return seq <= s.wm || s.ahead[seq] }
 func (s *agentSeq) wrote(rec event.Record) {
 	if g := rec.Gap; g != nil && g.FromSeq <= s.wm+1 && g.ToSeq > s.wm {
 		s.wm = g.ToSeq
+		// What waited inside the range the gap declares lost is dropped.
+		for q, it := range s.pending {
+			if q <= s.wm && q != rec.Seq {
+				s.drop(q)
+				if it.msg != nil {
+					it.msg.Ack()
+				}
+			}
+		}
 	}
 	if rec.Seq == s.wm+1 {
 		s.wm = rec.Seq
@@ -57,24 +67,29 @@ func (s *agentSeq) wrote(rec event.Record) {
 // wm+1, or a gap record covering wm+1.
 func (s *agentSeq) next() (*item, bool) {
 	if it, ok := s.pending[s.wm+1]; ok {
-		delete(s.pending, s.wm+1)
+		s.drop(s.wm + 1)
 		return it, true
 	}
-	for q, it := range s.pending {
-		if g := it.rec.Gap; g != nil && g.FromSeq <= s.wm+1 && g.ToSeq >= s.wm+1 {
-			delete(s.pending, q)
+	for q, it := range s.gaps {
+		if g := it.rec.Gap; g.FromSeq <= s.wm+1 && g.ToSeq >= s.wm+1 {
+			s.drop(q)
 			return it, true
 		}
 	}
-	for q, it := range s.pending {
-		if s.has(q) { // covered by a gap written meanwhile
-			delete(s.pending, q)
-			if it.msg != nil {
-				it.msg.Ack()
-			}
-		}
-	}
 	return nil, false
+}
+
+// hold keeps it until its predecessors are written.
+func (s *agentSeq) hold(it *item) {
+	s.pending[it.rec.Seq] = it
+	if it.rec.Gap != nil {
+		s.gaps[it.rec.Seq] = it
+	}
+}
+
+func (s *agentSeq) drop(seq uint64) {
+	delete(s.pending, seq)
+	delete(s.gaps, seq)
 }
 
 // snapshot and restore undo a batch whose write failed.

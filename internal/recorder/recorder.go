@@ -28,7 +28,9 @@ type Config struct {
 	// MaxBatch bounds the records of one append+fsync; default 2000.
 	MaxBatch int
 	// MaxPending bounds, per agent, records held while waiting for a
-	// missing predecessor; past it they are left to redelivery. Default 100000.
+	// missing predecessor; past it they are left to redelivery. Default
+	// 20000, well under the consumer's MaxAckPending (50000), so one agent's
+	// hole cannot stop delivery for the others.
 	MaxPending int
 	// WatermarkInterval is the least time between two watermark updates of
 	// one agent; default 50ms.
@@ -42,7 +44,7 @@ func (c *Config) setDefaults() {
 		c.MaxBatch = 2000
 	}
 	if c.MaxPending == 0 {
-		c.MaxPending = 100000
+		c.MaxPending = 20000
 	}
 	if c.WatermarkInterval == 0 {
 		c.WatermarkInterval = 50 * time.Millisecond
@@ -69,6 +71,8 @@ type Recorder struct {
 	statsMu  sync.Mutex
 	written  int64
 	rejected int64
+	// statusPut is the status last put (status.go).
+	statusPut Status
 
 	cp checkpointer
 }
@@ -266,6 +270,7 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 	touched := map[string]bool{}
 	configsAdded := map[uint64]bool{}
 	var objects []*event.Diff
+	var rejected int64
 	for _, m := range batch {
 		var streamSeq uint64
 		if md, err := m.Metadata(); err == nil {
@@ -277,7 +282,10 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 			line, _ := rj.Marshal()
 			lines = append(lines, line)
 			acks = append(acks, m)
-			r.logger.Warn("message rejected", "subject", m.Subject(), "err", err)
+			rejected++
+			// An alert: a client sent what no FSO agent sends (a forged
+			// agent name, a malformed or oversized record).
+			r.logger.Error("alert: message rejected", "subject", m.Subject(), "size", len(m.Data()), "err", err)
 			continue
 		}
 		if rec.Kind == event.KindConfig {
@@ -293,6 +301,8 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 		}
 		if s.has(rec.Seq) {
 			acks = append(acks, m) // already in the log: a redelivery or retransmit
+			// The agent may be resending because it missed the watermark.
+			touched[rec.Agent] = true
 			continue
 		}
 		if old, ok := s.pending[rec.Seq]; ok && old.msg != nil {
@@ -302,7 +312,7 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 		if len(s.pending) >= r.cfg.MaxPending {
 			continue // left unacknowledged: redelivered later
 		}
-		s.pending[rec.Seq] = &item{rec: rec, msg: m}
+		s.hold(&item{rec: rec, msg: m})
 		for {
 			it, ok := s.next()
 			if !ok {
@@ -345,9 +355,10 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 	r.dropObjects(objects)
 	r.statsMu.Lock()
 	r.written += int64(len(lines))
+	r.rejected += rejected
 	r.statsMu.Unlock()
 	r.wroteLines(len(lines))
-	if len(touched) > 0 {
+	if len(touched) > 0 || rejected > 0 { // the watermark publisher also puts the status
 		r.wmMu.Lock()
 		for a := range touched {
 			r.wmDirty[a] = r.agents[a].wm
@@ -378,6 +389,8 @@ func (r *Recorder) publishWatermarks(ctx context.Context, kv jetstream.KeyValue)
 			cancel()
 			return
 		case <-r.wmWake:
+		case <-time.After(time.Second):
+			// Retry puts that failed; nothing else wakes us if all is quiet.
 		}
 		select {
 		case <-ctx.Done():
@@ -391,6 +404,7 @@ func (r *Recorder) flushWatermarks(ctx context.Context, kv jetstream.KeyValue) {
 	dirty := r.wmDirty
 	r.wmDirty = map[string]uint64{}
 	r.wmMu.Unlock()
+	r.flushStatus(ctx, kv)
 	for a, wm := range dirty {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := kv.Put(pctx, "recorded."+a, []byte(strconv.FormatUint(wm, 10)))

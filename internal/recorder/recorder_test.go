@@ -89,7 +89,7 @@ func TestOrderDedupeReject(t *testing.T) {
 	b := brokertest.Start(t)
 	js := b.JetStream(t)
 	dir := t.TempDir()
-	start(t, b, dir)
+	stop := start(t, b, dir)
 	for _, seq := range []uint64{2, 1, 1, 3, 5, 2} {
 		publish(t, js, ev("a", seq))
 	}
@@ -130,6 +130,11 @@ func TestOrderDedupeReject(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Nothing more is written later: no duplicate behind the lines waited for.
+	stop()
+	if all := waitLines(t, dir, 0); len(all) != 7 {
+		t.Fatalf("have %d lines after stopping, want 7: %+v", len(all), all)
+	}
 }
 
 // A restarted recorder knows what it wrote: redelivered and retransmitted
@@ -145,7 +150,7 @@ func TestRestartAndGap(t *testing.T) {
 	}
 	waitLines(t, dir, 3)
 	stop()
-	start(t, b, dir)
+	stop = start(t, b, dir)
 	for seq := uint64(1); seq <= 3; seq++ {
 		publish(t, js, ev("a", seq)) // a retransmit after the dedupe window
 	}
@@ -159,6 +164,10 @@ func TestRestartAndGap(t *testing.T) {
 	}
 	if fmt.Sprint(desc) != "[event1 event2 event3 gap6 event7]" {
 		t.Fatalf("have %v", desc)
+	}
+	stop()
+	if all := waitLines(t, dir, 0); len(all) != 5 {
+		t.Fatalf("have %d lines after stopping, want 5: %+v", len(all), all)
 	}
 	rep, err := auditlog.Verify(t.Context(), dir, nil)
 	if err != nil || rep.Problem != nil || rep.Agents["a"].MissingCount != 0 {

@@ -294,7 +294,12 @@ func TestDiffProperty(t *testing.T) {
 	p := filepath.Join(s.root, "sub", "prop.cfg")
 	must(t, os.MkdirAll(filepath.Dir(p), 0o755))
 	time.Sleep(200 * time.Millisecond) // the new directory is armed
-	r := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("FSO_DIFF_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	t.Logf("edit sequence seed %d (replay with FSO_DIFF_SEED=%d)", seed, seed)
+	r := rand.New(rand.NewPCG(7, seed))
 	var versions [][]byte
 	cur := []byte{}
 	for range 40 {

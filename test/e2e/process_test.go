@@ -146,6 +146,10 @@ func TestSpoolBoundGap(t *testing.T) {
 		write(t, filepath.Join(root, fmt.Sprintf("f%03d", i)), "x")
 	}
 	time.Sleep(time.Second)
+	// The declared loss must survive the agent dying before it could say so.
+	ag.kill9(t)
+	ag = startProc(t, "agent", "--server", url, "--id", "tiny", "--state", state, "--watch", root, "--spool-max-bytes", "65536")
+	time.Sleep(500 * time.Millisecond)
 	brk = startProc(t, "broker", "--data", bdata, "--listen", addr)
 	recp = startProc(t, "recorder", "--server", url, "--audit-dir", audit)
 	var gaps []rec
@@ -167,7 +171,21 @@ func TestSpoolBoundGap(t *testing.T) {
 	brk.stop(t)
 	recs := readLog(t, audit)
 	checkIntegrity(t, audit, recs) // every seq is recorded or inside a gap record
-	t.Logf("%d records, %d gap records", len(recs), len(gaps))
+	// Each file is recorded, or one of the seqs a gap record declares lost
+	// was its change.
+	files, declared := 0, uint64(0)
+	for _, r := range recs {
+		if r.Kind == "event" && r.Type == "create" && filepath.Dir(r.path) == root && strings.HasPrefix(filepath.Base(r.path), "f") {
+			files++
+		}
+		if r.Kind == "gap" {
+			declared += r.ToSeq - r.FromSeq + 1
+		}
+	}
+	if uint64(files)+declared < n {
+		t.Fatalf("%d files recorded and %d seqs declared lost: %d changes unaccounted for", files, declared, n-files-int(declared))
+	}
+	t.Logf("%d records, %d gap records; %d files recorded, %d seqs declared lost", len(recs), len(gaps), files, declared)
 }
 
 // agentStatus reads an agent's status from the broker.

@@ -1,0 +1,44 @@
+package recorder
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StatusKey is the fso-agents key of the recorder's status.
+func StatusKey(name string) string { return "recorder." + name }
+
+// Status is what the recorder publishes about itself at StatusKey: how
+// many records it wrote and how many messages it rejected (each one an
+// alert: see the log line "alert: message rejected").
+type Status struct {
+	Name      string    `json:"name"`
+	Written   int64     `json:"written"`
+	Rejected  int64     `json:"rejected"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// flushStatus puts the status when its counters changed since the last put.
+func (r *Recorder) flushStatus(ctx context.Context, kv jetstream.KeyValue) {
+	r.statsMu.Lock()
+	st := Status{Name: r.cfg.Checkpoints.Name, Written: r.written, Rejected: r.rejected}
+	changed := st.Written != r.statusPut.Written || st.Rejected != r.statusPut.Rejected || r.statusPut.Name == ""
+	r.statsMu.Unlock()
+	if !changed {
+		return
+	}
+	st.UpdatedAt = time.Now().UTC()
+	b, _ := json.Marshal(st)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := kv.Put(pctx, StatusKey(st.Name), b); err != nil {
+		r.logger.Warn("publish recorder status", "err", err)
+		return
+	}
+	r.statsMu.Lock()
+	r.statusPut = st
+	r.statsMu.Unlock()
+}
