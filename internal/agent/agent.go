@@ -448,7 +448,7 @@ func (a *Agent) collect(w *watch.Watcher) error {
 	lastSave := time.Now()
 	var pendingRescan time.Time
 	var changes []change
-	const maxBatch = 8192
+	const maxBatch = 1024
 	var backlog []watch.Event
 	errs := w.Errors()
 	for {

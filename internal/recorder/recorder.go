@@ -60,6 +60,7 @@ type Recorder struct {
 
 	log    *auditlog.Writer
 	agents map[string]*agentSeq
+	ackq   []ackable // written and fsynced, ack not sent yet (loop goroutine)
 	// configs are the revisions of the config records in the log: they
 	// have no agent seq, so the revision is their identity.
 	configs map[uint64]bool
@@ -226,11 +227,17 @@ func (r *Recorder) consumeOnce(ctx context.Context, msgs chan<- jetstream.Msg) e
 // loop writes batches: take what is ready, append, fsync, then ack.
 func (r *Recorder) loop(ctx context.Context, msgs <-chan jetstream.Msg) error {
 	backoff := 100 * time.Millisecond
+	ackTick := time.NewTicker(ackDelay)
+	defer ackTick.Stop()
+	defer r.flushAcks()
 	for {
 		var batch []jetstream.Msg
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-ackTick.C:
+			r.flushAcks()
+			continue
 		case m := <-msgs:
 			batch = append(batch, m)
 		case <-r.checkpointDue():
@@ -258,6 +265,20 @@ func (r *Recorder) loop(ctx context.Context, msgs <-chan jetstream.Msg) error {
 		}
 		backoff = 100 * time.Millisecond
 	}
+}
+
+// ackDelay is how long acks of written records may wait to be sent
+// together. The records are already fsynced, so a lost ack only means a
+// redelivery, which is dropped; grouping spares the broker an ack per
+// record and, at low rates, emptying and re-creating its stream block after
+// every record (interest retention deletes acked messages).
+const ackDelay = 50 * time.Millisecond
+
+func (r *Recorder) flushAcks() {
+	for _, m := range r.ackq {
+		m.Ack()
+	}
+	r.ackq = r.ackq[:0]
 }
 
 // write appends what of batch can be written in order, fsyncs, and acks.
@@ -349,8 +370,9 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 			return err
 		}
 	}
-	for _, m := range acks {
-		m.Ack()
+	r.ackq = append(r.ackq, acks...)
+	if len(r.ackq) >= 1024 {
+		r.flushAcks()
 	}
 	r.dropObjects(objects)
 	r.statsMu.Lock()
