@@ -470,6 +470,11 @@ func (a *Agent) collect(w *watch.Watcher) error {
 					backlog = append(backlog, b...)
 				}
 			case <-tc:
+				// Only once everything the kernel delivered so far is
+				// folded in: the close that ends a write may be queued.
+				if q.depth() > 0 {
+					continue
+				}
 				changes = co.due(time.Now(), changes)
 			case <-a.rescanReq:
 				if err := a.rescan(w, time.Now(), true, "root armed"); err != nil {
