@@ -22,11 +22,12 @@ import (
 	"github.com/fso-project/fso/internal/watch"
 )
 
-// The agent follows the controller's document (key doc in fso-config),
-// renders it for its own id and labels, and applies each newer revision
+// The agent follows its own key in fso-config, agents.<id>, where the
+// controller stores its rendering of the document (least privilege: an
+// agent reads no other configuration), and applies each newer revision
 // live: decode → validate → build the new roots → swap. Roots that did not
 // change keep their watches, so nothing on them is missed; added roots are
-// armed (and the rescan makes their contents the baseline), dropped roots
+// armed (and a rescan reports what they hold), dropped roots
 // are removed, and patterns and event types change in place. A revision
 // that cannot be applied is reported in the status and the last good
 // configuration stays. Revisions only move forward.
@@ -169,7 +170,7 @@ func (a *Agent) watchConfig(ctx context.Context, kv jetstream.KeyValue, status j
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	kw, err := kv.Watch(wctx, agentconfig.DocKey)
+	kw, err := kv.Watch(wctx, a.configKey())
 	if err != nil {
 		a.logger.Debug("watch config", "err", err)
 		a.pollConfig(ctx, kv, status, w)
@@ -188,7 +189,7 @@ func (a *Agent) watchConfig(ctx context.Context, kv jetstream.KeyValue, status j
 				return
 			}
 			if e != nil && e.Operation() == jetstream.KeyValuePut {
-				a.offerConfig(ctx, e.Revision(), e.Value(), status, w)
+				a.offerConfig(ctx, e.Value(), status, w)
 			}
 		case <-reconnected:
 			a.pollConfig(ctx, kv, status, w)
@@ -201,19 +202,33 @@ func (a *Agent) watchConfig(ctx context.Context, kv jetstream.KeyValue, status j
 
 func (a *Agent) pollConfig(ctx context.Context, kv jetstream.KeyValue, status jetstream.KeyValue, w *watch.Watcher) {
 	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	e, err := kv.Get(gctx, agentconfig.DocKey)
+	e, err := kv.Get(gctx, a.configKey())
 	cancel()
 	if err == nil {
-		a.offerConfig(ctx, e.Revision(), e.Value(), status, w)
+		a.offerConfig(ctx, e.Value(), status, w)
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		a.logger.Debug("read config", "err", err)
 	}
 }
 
-// offerConfig applies revision rev unless it is not newer than the newest
-// already seen, then puts the status at once.
-func (a *Agent) offerConfig(ctx context.Context, rev uint64, doc []byte, status jetstream.KeyValue, w *watch.Watcher) {
+// configKey is the agent's own key in fso-config: the controller's
+// rendering of the document for it. Agents read nothing else there.
+func (a *Agent) configKey() string { return agentconfig.AgentPrefix + a.cfg.ID }
+
+// offerConfig applies a rendering unless its revision is not newer than
+// the newest already seen, then puts the status at once.
+func (a *Agent) offerConfig(ctx context.Context, data []byte, status jetstream.KeyValue, w *watch.Watcher) {
+	ac, derr := agentconfig.DecodeAgent(data)
+	rev := ac.Revision
 	l := &a.live
+	if derr != nil && rev == 0 {
+		l.mu.Lock()
+		l.rejected = &ConfigRejection{Reason: derr.Error()}
+		l.mu.Unlock()
+		a.logger.Error("configuration rejected, keeping the last good one", "err", derr)
+		a.putStatus(ctx, status, w, true)
+		return
+	}
 	l.mu.Lock()
 	if rev <= l.desired {
 		l.mu.Unlock()
@@ -221,7 +236,10 @@ func (a *Agent) offerConfig(ctx context.Context, rev uint64, doc []byte, status 
 	}
 	l.desired = rev
 	l.mu.Unlock()
-	err := a.applyConfig(rev, doc, w)
+	err := derr
+	if err == nil {
+		err = a.applyConfig(ac, w)
+	}
 	l.mu.Lock()
 	if err != nil {
 		l.rejected = &ConfigRejection{Revision: rev, Reason: err.Error()}
@@ -237,17 +255,11 @@ func (a *Agent) offerConfig(ctx context.Context, rev uint64, doc []byte, status 
 	a.putStatus(ctx, status, w, true)
 }
 
-// applyConfig renders doc for this agent, checks it, and swaps it in. On
-// error nothing changed.
-func (a *Agent) applyConfig(rev uint64, doc []byte, w *watch.Watcher) error {
-	d, err := agentconfig.Parse(fmt.Sprintf("revision %d", rev), doc)
-	if err != nil {
-		return err
-	}
-	ac := d.Render(a.cfg.ID, a.cfg.Labels)
-	if err := ac.Check(); err != nil {
-		return err
-	}
+// applyConfig checks the rendering ac against this host and swaps it in.
+// On error nothing changed.
+func (a *Agent) applyConfig(ac agentconfig.Agent, w *watch.Watcher) error {
+	rev := ac.Revision
+	var err error
 	var roots []Root
 	for _, r := range ac.Watch {
 		root := Root{Path: filepath.Clean(r.Path), Recursive: r.Recursive, Include: r.Include, Exclude: r.Exclude}
@@ -280,7 +292,7 @@ func (a *Agent) applyConfig(rev uint64, doc []byte, w *watch.Watcher) error {
 	a.live.debounce.Store(int64(deb))
 	a.live.rateLimit.Store(math.Float64bits(ac.RateLimit))
 	a.live.mu.Lock()
-	a.live.applied, a.live.sha = rev, agentconfig.DocHash(doc)
+	a.live.applied, a.live.sha = rev, ac.DocSHA256
 	// What the document leaves unset keeps the local flag's value.
 	a.live.important, a.live.nodiff = ac.Important, ac.NoDiff
 	if ac.Important == nil {

@@ -29,6 +29,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -507,4 +508,55 @@ func (a Agent) CheckAllowed(allow []string) error {
 func DocHash(src []byte) string {
 	h := sha256.Sum256(src)
 	return hex.EncodeToString(h[:])
+}
+
+// DecodeAgent reads a rendering stored at agents.<id> and checks it as
+// Parse checks a document: an agent applies nothing it would refuse from
+// fso.yaml, whoever wrote the key.
+func DecodeAgent(data []byte) (Agent, error) {
+	var a Agent
+	if len(data) > MaxDocBytes {
+		return a, fmt.Errorf("rendered configuration of %d bytes, more than %d", len(data), MaxDocBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return a, fmt.Errorf("rendered configuration: %w", err)
+	}
+	if a.Revision == 0 {
+		return a, errors.New("rendered configuration: revision is missing")
+	}
+	for i, r := range a.Watch {
+		field := r.Field
+		if field == "" {
+			field = fmt.Sprintf("watch[%d]", i)
+		}
+		if err := checkRootPath(r.Path); err != nil {
+			return a, fmt.Errorf("%s.path: %w", field, err)
+		}
+		for _, g := range append(slices.Clone(r.Include), r.Exclude...) {
+			if !doublestar.ValidatePattern(g) {
+				return a, fmt.Errorf("%s: bad glob %q", field, g)
+			}
+		}
+		for _, t := range r.Events {
+			if _, err := event.ParseType(t); err != nil {
+				return a, fmt.Errorf("%s.events: %w", field, err)
+			}
+		}
+	}
+	for _, g := range append(slices.Clone(a.Important), a.NoDiff...) {
+		if !doublestar.ValidatePattern(g) {
+			return a, fmt.Errorf("important/nodiff: bad glob %q", g)
+		}
+	}
+	if a.HashLimit < 0 || a.RateLimit < 0 {
+		return a, errors.New("hash_limit and rate_limit must not be negative")
+	}
+	if a.Debounce != "" {
+		if v, err := time.ParseDuration(a.Debounce); err != nil || v < 0 || v > time.Minute {
+			return a, fmt.Errorf("debounce %q: want a duration between 0s and 1m", a.Debounce)
+		}
+	}
+	return a, a.Check()
 }

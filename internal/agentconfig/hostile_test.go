@@ -39,3 +39,30 @@ func TestHostilePaths(t *testing.T) {
 		})
 	}
 }
+
+// A rendering at agents.<id> gets the checks fso.yaml gets, whoever wrote
+// the key.
+func TestDecodeAgent(t *testing.T) {
+	good := `{"revision":3,"doc_sha256":"x","watch":[{"path":"/srv","recursive":true,"events":["create"]}],"debounce":"10ms"}`
+	if a, err := agentconfig.DecodeAgent([]byte(good)); err != nil || a.Revision != 3 || a.Watch[0].Path != "/srv" {
+		t.Fatalf("good rendering: %+v %v", a, err)
+	}
+	for name, bad := range map[string]string{
+		"no revision":   `{"watch":[]}`,
+		"unknown field": `{"revision":1,"evil":true}`,
+		"relative path": `{"revision":1,"watch":[{"path":"srv"}]}`,
+		"dot dot":       `{"revision":1,"watch":[{"path":"/srv/../etc"}]}`,
+		"proc":          `{"revision":1,"watch":[{"path":"/proc/1"}]}`,
+		"nul":           `{"revision":1,"watch":[{"path":"/a\u0000b"}]}`,
+		"bad glob":      `{"revision":1,"watch":[{"path":"/a","include":["[x"]}]}`,
+		"bad event":     `{"revision":1,"watch":[{"path":"/a","events":["chmod"]}]}`,
+		"overlap":       `{"revision":1,"watch":[{"path":"/a"},{"path":"/a/b"}]}`,
+		"bad debounce":  `{"revision":1,"debounce":"soon"}`,
+		"negative rate": `{"revision":1,"rate_limit":-1}`,
+		"not json":      `defaults: {}`,
+	} {
+		if _, err := agentconfig.DecodeAgent([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted %s", name, bad)
+		}
+	}
+}

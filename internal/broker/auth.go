@@ -61,10 +61,6 @@ func PermissionsOf(id auth.Identity) Permissions {
 				js("DIRECT.GET.KV_" + AgentsBucket + "." + kvAgents + "recorded." + a),
 				js("DIRECT.GET.KV_" + AgentsBucket + "." + kvAgents + "status." + a),
 				js("DIRECT.GET.KV_" + ConfigBucket + "." + kvConfig + "agents." + a),
-				// The document: agents render it themselves (see
-				// Securing FSO in the README).
-				js("DIRECT.GET.KV_" + ConfigBucket + "." + kvConfig + "doc"),
-				js("CONSUMER.CREATE.KV_" + ConfigBucket + ".*." + kvConfig + "doc"),
 				js("CONSUMER.CREATE.KV_" + AgentsBucket + ".*." + kvAgents + "recorded." + a),
 				js("CONSUMER.CREATE.KV_" + ConfigBucket + ".*." + kvConfig + "agents." + a),
 				// A stopped watch deletes its ephemeral consumer.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fso-project/fso/internal/agent"
 	"github.com/fso-project/fso/internal/broker"
+	"github.com/fso-project/fso/internal/controller"
 	"github.com/fso-project/fso/internal/recorder"
 )
 
@@ -74,7 +75,7 @@ observed is recorded, then the recorder and the broker stop.`,
 				return err
 			}
 			if configSrc != nil {
-				rev, err := applyUpConfig(ctx, rjs, configFile, configSrc)
+				rev, err := applyUpConfig(ctx, rjs, configFile, configSrc, controller.AgentRef{ID: cfg.ID, Labels: cfg.Labels})
 				if err != nil {
 					return err
 				}

@@ -35,7 +35,7 @@ func readUpConfig(file string, cfg agent.Config) ([]byte, error) {
 
 // applyUpConfig applies src through the controller, the same way `fso
 // controller apply` does, unless it is the revision already in force.
-func applyUpConfig(ctx context.Context, js jetstream.JetStream, file string, src []byte) (uint64, error) {
+func applyUpConfig(ctx context.Context, js jetstream.JetStream, file string, src []byte, self controller.AgentRef) (uint64, error) {
 	c, err := controller.New(ctx, js)
 	if err != nil {
 		return 0, err
@@ -47,7 +47,7 @@ func applyUpConfig(ctx context.Context, js jetstream.JetStream, file string, src
 	if rev != 0 && agentconfig.DocHash(cur) == agentconfig.DocHash(src) {
 		return rev, nil
 	}
-	plan, err := c.Apply(ctx, file, src, controller.ApplyOptions{By: "fso up " + whoAmI()})
+	plan, err := c.Apply(ctx, file, src, controller.ApplyOptions{By: "fso up " + whoAmI(), Agents: []controller.AgentRef{self}})
 	if err != nil {
 		return 0, err
 	}

@@ -5,10 +5,11 @@
 //
 // The document is stored as applied at key [agentconfig.DocKey]; its KV
 // revision is the configuration revision, and the bucket's history
-// (64 revisions) is what Rollback restores from. For every agent known from
-// its status the rendered configuration is stored at agents.<id>. Agents
-// follow the document and render it for themselves, so an agent that was
-// never seen before still gets its configuration. Every applied revision
+// (64 revisions) is what Rollback restores from. The rendering for each
+// agent known from its status, named by ApplyOptions.Agents or by a literal
+// id selector is stored at agents.<id>, the only configuration key an
+// agent reads; an agent never seen and matched only by a glob or labels is
+// configured by the next apply. Every applied revision
 // is also published as a kind "config" audit record on
 // [event.ConfigSubject].
 package controller
@@ -148,8 +149,17 @@ type ApplyOptions struct {
 	// IfRevision, when set, makes Apply fail with ErrConflict unless the
 	// current revision is this one.
 	IfRevision uint64
-	action     string
-	from       uint64
+	// Agents are rendered for even without a status yet (fso up names its
+	// own agent, which may not have reported when it applies).
+	Agents []AgentRef
+	action string
+	from   uint64
+}
+
+// AgentRef names an agent and the labels it announces.
+type AgentRef struct {
+	ID     string
+	Labels map[string]string
 }
 
 // Apply validates src (name is the file name for errors), checks it against
@@ -178,6 +188,26 @@ func (c *Controller) Apply(ctx context.Context, name string, src []byte, o Apply
 	}
 	plan := Plan{Previous: prev, SHA256: agentconfig.DocHash(src)}
 	rendered := map[string]agentconfig.Agent{}
+	// Agents read only their own rendering (agents.<id>), so one is written
+	// for every agent that has reported, every agent named, and every id a
+	// selector names literally. An agent matched only by a glob or labels
+	// that has never reported gets its rendering at the next apply.
+	known := map[string]bool{}
+	for _, st := range sts {
+		known[st.ID] = true
+	}
+	for _, ref := range o.Agents {
+		if !known[ref.ID] {
+			sts = append(sts, AgentStatus{ID: ref.ID, Labels: ref.Labels})
+			known[ref.ID] = true
+		}
+	}
+	for _, ov := range doc.Agents {
+		if id := ov.Match.ID; id != "" && !strings.ContainsAny(id, "*?[\\") && !known[id] && event.ValidAgentID(id) == nil {
+			sts = append(sts, AgentStatus{ID: id})
+			known[id] = true
+		}
+	}
 	for _, st := range sts {
 		a := doc.Render(st.ID, st.Labels)
 		if err := a.Check(); err != nil {

@@ -184,8 +184,10 @@ func TestBrokerRestart(t *testing.T) {
 	}
 }
 
-// TestOfflineAgent: an agent that was offline (or never seen) during two
-// applies picks up the newest when it starts.
+// TestOfflineAgent: an agent that was offline during two applies picks up
+// the newest when it starts; one never seen gets its configuration from the
+// next apply (agents read only their own rendering, which apply writes for
+// the agents that have reported), or at once when a selector names its id.
 func TestOfflineAgent(t *testing.T) {
 	tb := startBroker(t)
 	c := newController(t, tb)
@@ -197,12 +199,21 @@ func TestOfflineAgent(t *testing.T) {
 	apply(t, c, fmt.Sprintf("defaults:\n  watch:\n    - path: %s\n  important: [a]\n", d[1]))
 	newest := apply(t, c, fmt.Sprintf("defaults:\n  watch:\n    - path: %s\n", d[1]))
 	startAgent(t, tb, "web-1", nil, nil)
+	st := waitApplied(t, c, "web-1", newest)
+	if st.ConfigApplied != newest || !slices.Equal(watching(st), d[1:]) {
+		t.Errorf("web-1: applied %d watching %v, want %d watching %v", st.ConfigApplied, watching(st), newest, d[1:])
+	}
+	// Named literally before it ever ran: its rendering is waiting for it.
+	named := apply(t, c, fmt.Sprintf("defaults:\n  watch:\n    - path: %s\nagents:\n  - match: {id: db-9}\n    watch:\n      - path: %s\n", d[1], d[0]))
+	startAgent(t, tb, "db-9", nil, nil)
+	if st := waitApplied(t, c, "db-9", named); !slices.Equal(watching(st), d) {
+		t.Errorf("db-9: watching %v, want %v", watching(st), d)
+	}
+	// Matched by the defaults only: configured by the next apply.
 	startAgent(t, tb, "never-seen", nil, nil)
-	for _, id := range []string{"web-1", "never-seen"} {
-		st := waitApplied(t, c, id, newest)
-		if st.ConfigApplied != newest || !slices.Equal(watching(st), d[1:]) {
-			t.Errorf("%s: applied %d watching %v, want %d watching %v", id, st.ConfigApplied, watching(st), newest, d[1:])
-		}
+	again := apply(t, c, fmt.Sprintf("defaults:\n  watch:\n    - path: %s\n", d[1]))
+	if st := waitApplied(t, c, "never-seen", again); !slices.Equal(watching(st), d[1:]) {
+		t.Errorf("never-seen: watching %v, want %v", watching(st), d[1:])
 	}
 }
 

@@ -119,6 +119,17 @@ func startAgent(t testing.TB, tb *testBroker, id string, labels map[string]strin
 		defer close(done)
 		a.Run(ctx)
 	}()
+	// The controller renders configuration for agents that have reported:
+	// wait for this one's first status.
+	js := tb.connect(t)
+	until(t, id+" to report its status", func() bool {
+		kv, err := js.KeyValue(t.Context(), broker.AgentsBucket)
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(t.Context(), "status."+id)
+		return err == nil
+	})
 	ra := &runningAgent{a: a}
 	stopped := false
 	ra.stop = func() {

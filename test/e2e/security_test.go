@@ -321,6 +321,10 @@ func TestSecurityPermissions(t *testing.T) {
 		if _, err := cfgKV.Get(t.Context(), "agents.b"); err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
 			t.Errorf("agent a reads agents.b: have %v, want a permissions error", err)
 		}
+		// Nor the whole document: agents get only their own rendering.
+		if _, err := cfgKV.Get(t.Context(), "doc"); err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Errorf("agent a reads the document: have %v, want a permissions error", err)
+		}
 		if _, err := cfgKV.Put(t.Context(), "doc", []byte("defaults: {}\n")); err == nil {
 			t.Error("agent a wrote the configuration document")
 		}
