@@ -189,9 +189,9 @@ type Agent struct {
 	// Owned by the collect goroutine.
 	base      baseline.Baseline
 	baseDirty bool
-	// scanned holds the paths the last rescan reported, so that the kernel's
+	// scanned holds the paths recent rescans reported, so that the kernel's
 	// own late event for the same file is not reported twice.
-	scanned   map[string]struct{}
+	scanned   map[string]time.Time
 	rescanReq chan struct{} // a root was armed after start
 	lastScan  time.Time     // guarded by mu
 }

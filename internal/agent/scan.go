@@ -78,13 +78,22 @@ func (a *Agent) rescan(w *watch.Watcher, since time.Time, report bool, why strin
 		}
 	}
 	var changes []change
-	a.scanned = map[string]struct{}{}
+	// Forget old reports; recent ones stay, as the kernel's own event for
+	// a file may still be queued across several rescans.
+	if a.scanned == nil {
+		a.scanned = map[string]time.Time{}
+	}
+	for p, t := range a.scanned {
+		if time.Since(t) > scannedMemory {
+			delete(a.scanned, p)
+		}
+	}
 	if report {
 		for _, c := range baseline.Diff(a.base, cur, trees) {
 			changes = append(changes, change{typ: c.Type, path: c.Path, oldPath: c.OldPath, isDir: c.IsDir,
 				at: time.Now(), scan: true, since: since})
 			if c.Type == event.Create || c.Type == event.Modify || c.Type == event.Rename {
-				a.scanned[c.Path] = struct{}{}
+				a.scanned[c.Path] = time.Now()
 			}
 		}
 	}
@@ -105,6 +114,10 @@ func (a *Agent) rescan(w *watch.Watcher, since time.Time, report bool, why strin
 	}
 	return a.saveBaseline()
 }
+
+// scannedMemory is how long a path a rescan reported keeps the kernel's
+// late event for the same file from being reported again.
+const scannedMemory = 30 * time.Second
 
 func inTrees(p string, trees []baseline.Tree) bool {
 	for _, t := range trees {
