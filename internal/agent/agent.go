@@ -229,6 +229,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("agent: state dir: %w", err)
 	}
+	// The state holds snapshots of important files: nobody else may read
+	// it, also when it existed before with looser permissions.
+	if fi, err := os.Stat(a.cfg.StateDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		a.logger.Warn("state dir was readable by others; making it 0700", "dir", a.cfg.StateDir, "mode", fi.Mode().Perm())
+		if err := os.Chmod(a.cfg.StateDir, 0o700); err != nil {
+			return fmt.Errorf("agent: state dir: %w", err)
+		}
+	}
 	sopts := a.cfg.Spool
 	sopts.Logger = a.logger
 	sp, err := spool.Open(filepath.Join(a.cfg.StateDir, "spool"), sopts)

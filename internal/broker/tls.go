@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -66,6 +67,12 @@ func (c *Config) secure(opts *server.Options) error {
 		if err != nil {
 			return fmt.Errorf("broker: cluster TLS: %w", err)
 		}
+		// A server dials its peers as well as accepting them: as nats-server
+		// does for a cluster block in its config file, verify both ways and
+		// trust the CA as a root for the dialing side too (without this the
+		// routes never come up).
+		rc.ClientAuth = tls.RequireAndVerifyClientCert
+		rc.RootCAs = rc.ClientCAs
 		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = rc, 5
 	}
 	return nil

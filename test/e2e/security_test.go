@@ -33,6 +33,9 @@ import (
 // client certificate, as PEM files.
 type pki struct {
 	ca, serverCert, serverKey, clientCert, clientKey string
+	// peerCert/peerKey serve both ends of a TLS connection (cluster routes:
+	// each server dials the others).
+	peerCert, peerKey string
 }
 
 func newPKI(t *testing.T, dir, name string) pki {
@@ -48,11 +51,11 @@ func newPKI(t *testing.T, dir, name string) pki {
 	caCert, _ := x509.ParseCertificate(caDER)
 	p := pki{ca: filepath.Join(dir, name+"-ca.pem")}
 	writePEM(t, p.ca, "CERTIFICATE", caDER)
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) (string, string) {
+	leaf := func(serial int64, cn string, usage ...x509.ExtKeyUsage) (string, string) {
 		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
 		if err != nil {
@@ -66,6 +69,7 @@ func newPKI(t *testing.T, dir, name string) pki {
 	}
 	p.serverCert, p.serverKey = leaf(2, "server", x509.ExtKeyUsageServerAuth)
 	p.clientCert, p.clientKey = leaf(3, "client", x509.ExtKeyUsageClientAuth)
+	p.peerCert, p.peerKey = leaf(4, "peer", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	return p
 }
 
@@ -507,5 +511,99 @@ func waitStatus(t *testing.T, s *secureBroker, name string, done func(map[string
 			t.Fatalf("recorder status %s: %v", name, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The agent's state dir is 0700, also when it existed with looser
+// permissions: it holds snapshots of important files.
+func TestStateDirPrivate(t *testing.T) {
+	data := t.TempDir()
+	state := filepath.Join(data, "agent")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &upSystem{root: t.TempDir(), data: data, audit: filepath.Join(data, "audit")}
+	s.start(t)
+	s.p.stop(t)
+	fi, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o700 {
+		t.Fatalf("state dir mode %v, want 0700", perm)
+	}
+}
+
+// A three-node cluster whose routes run over TLS forms, replicates the FSO
+// stream (R3), and carries events end to end; a server with a certificate
+// of another CA cannot join it.
+func TestSecurityClusterTLS(t *testing.T) {
+	dir := t.TempDir()
+	p := newPKI(t, dir, "cluster")
+	other := newPKI(t, dir, "other")
+	const n = 3
+	var client, route []string
+	for range n + 1 {
+		client = append(client, freePort(t))
+		route = append(route, freePort(t))
+	}
+	tlsFlags := func(q pki) []string {
+		return []string{"--tls-cert", q.peerCert, "--tls-key", q.peerKey, "--tls-ca", q.ca}
+	}
+	brokerArgs := func(i int, q pki) []string {
+		var routes []string
+		for j := range n {
+			if j != i {
+				routes = append(routes, "nats://"+route[j])
+			}
+		}
+		args := []string{"broker", "--data", t.TempDir(), "--listen", client[i], "--name", fmt.Sprintf("c%d", i),
+			"--cluster", route[i], "--routes", strings.Join(routes, ",")}
+		return append(args, tlsFlags(q)...)
+	}
+	var brokers []*proc
+	for i := range n {
+		brokers = append(brokers, startProc(t, brokerArgs(i, p)...))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, b := range brokers {
+				t.Logf("broker %d:\n%s", i, b.out.String())
+			}
+		}
+	})
+	intruder := startProc(t, brokerArgs(n, other)...)
+	var urls []string
+	for i := range n {
+		urls = append(urls, "tls://"+client[i])
+	}
+	url := strings.Join(urls, ",")
+	clientTLS := []string{"--tls-ca", p.ca}
+	audit, state, root := t.TempDir(), t.TempDir(), t.TempDir()
+	startProc(t, append([]string{"recorder", "--server", url, "--audit-dir", audit}, clientTLS...)...)
+	startProc(t, append([]string{"agent", "--server", url, "--id", "ctls", "--state", state, "--watch", root}, clientTLS...)...)
+	waitProbe(t, root, audit, "tls")
+
+	nc, err := nats.Connect(url, nats.RootCAs(p.ca), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("TLS client: %v", err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(t.Context(), "FSO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := st.CachedInfo()
+	if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		t.Fatalf("FSO stream: replicas %d, cluster %+v; want R3 over the TLS routes", info.Config.Replicas, info.Cluster)
+	}
+	for _, r := range info.Cluster.Replicas {
+		if strings.HasPrefix(r.Name, "c3") {
+			t.Fatalf("the server with another CA's certificate joined: %+v", info.Cluster)
+		}
+	}
+	if out := intruder.out.String(); !strings.Contains(out, "TLS route handshake error") {
+		t.Errorf("the server with another CA's certificate logged no refused route handshake:\n%s", out)
 	}
 }
