@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/fso-project/fso/internal/atomicfile"
 	"github.com/fso-project/fso/internal/event"
 	"github.com/fso-project/fso/internal/spool"
 )
@@ -60,34 +61,7 @@ func (a *Agent) saveGaps() error {
 		return nil
 	}
 	b, _ := json.Marshal(gapState{Gaps: a.gaps, Floor: a.seqFloor})
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err == nil {
-		err = syncDir(a.cfg.StateDir)
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(p, b, 0o600)
 }
 
 // addGap declares from..to lost, merging with the last pending gap when

@@ -11,12 +11,13 @@ package baseline
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fso-project/fso/internal/atomicfile"
 	"github.com/fso-project/fso/internal/event"
 )
 
@@ -56,24 +58,13 @@ const magic = "FSOBASE1"
 
 // Save writes b to path atomically.
 func Save(path string, b Baseline) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("baseline: save: %w", err)
-	}
-	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	w := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
+	var out bytes.Buffer
+	w := bufio.NewWriterSize(&out, 1<<20)
 	w.WriteString(magic)
 	var buf [binary.MaxVarintLen64 * 8]byte
 	n := binary.PutUvarint(buf[:], uint64(len(b)))
 	w.Write(buf[:n])
-	for _, p := range slices.Sorted(func(yield func(string) bool) {
-		for p := range b {
-			if !yield(p) {
-				return
-			}
-		}
-	}) {
+	for _, p := range slices.Sorted(maps.Keys(b)) {
 		e := b[p]
 		n := binary.PutUvarint(buf[:], uint64(len(p)))
 		w.Write(buf[:n])
@@ -84,36 +75,12 @@ func Save(path string, b Baseline) error {
 		}
 		w.Write(buf[:n])
 	}
-	err = w.Flush()
-	if err == nil {
-		_, err = f.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32()))
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("baseline: save %s: %w", path, err)
+	w.Flush()
+	data := binary.LittleEndian.AppendUint32(out.Bytes(), crc32.Checksum(out.Bytes(), crc32.MakeTable(crc32.Castagnoli)))
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("baseline: save: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Load reads a baseline saved by Save. A missing file is an empty baseline

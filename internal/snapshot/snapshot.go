@@ -41,6 +41,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/fso-project/fso/internal/atomicfile"
 )
 
 // State says what a snapshot knows of the file.
@@ -236,7 +238,7 @@ func (s *Store) Put(snap Snapshot) error {
 			err = os.Rename(tmp, final)
 		}
 		if err == nil {
-			err = syncDir(s.dir)
+			err = atomicfile.SyncDir(s.dir)
 		}
 		return err
 	}()
@@ -255,15 +257,6 @@ func (s *Store) Put(snap Snapshot) error {
 	s.versions[k] = vs
 	s.mu.Unlock()
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 var _ io.Closer = (*Store)(nil)
