@@ -231,6 +231,12 @@ func (a *Agent) putObject(name string, data []byte) error {
 	if a.js == nil {
 		return errors.New("no broker connection")
 	}
+	// Do not stall the collect loop for the put's timeout while the broker
+	// is away: the record says why the diff is missing and the next one is
+	// a full copy.
+	if nc := a.js.Conn(); nc != nil && !nc.IsConnected() {
+		return errors.New("broker not connected")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), objectPutTimeout)
 	defer cancel()
 	obs, err := a.js.ObjectStore(ctx, broker.DiffsBucket)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -242,5 +243,53 @@ func TestMissingRootReportedThenWatched(t *testing.T) {
 	write(t, late, "x")
 	waitLog(t, audit, 20*time.Second, has(nil, "create "+late))
 	p.stop(t)
+	checkIntegrity(t, audit, readLog(t, audit))
+}
+
+// A diff too large for one message, made while the broker is away, is not
+// waited for: the diff record says why it is missing, and the next diff of
+// the file is a full copy, so reconstruct stays right.
+func TestLargeDiffWhileBrokerAway(t *testing.T) {
+	addr := freePort(t)
+	url := "nats://" + addr
+	bdata, state, audit, root := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	brk := startProc(t, "broker", "--data", bdata, "--listen", addr)
+	ag := startProc(t, "agent", "--server", url, "--id", "big", "--state", state, "--watch", root, "--important", "*.txt")
+	recp := startProc(t, "recorder", "--server", url, "--audit-dir", audit)
+	waitProbe(t, root, audit, "probe")
+	brk.kill9(t)
+	p := filepath.Join(root, "big.txt")
+	big := bytes.Repeat([]byte("0123456789abcdef\n"), (12<<20)/17)
+	must(t, os.WriteFile(p, big, 0o644))
+	time.Sleep(time.Second)
+	brk = startProc(t, "broker", "--data", bdata, "--listen", addr)
+	final := append([]byte("small now\n"), big[:100]...)
+	var diffs []map[string]any
+	// Keep rewriting until the small version's diff is recorded.
+	waitLog(t, audit, 60*time.Second, func(recs []rec) bool {
+		diffs = diffs[:0]
+		for _, l := range rawLines(t, audit) {
+			if l["kind"] == "diff" && l["path"] == p {
+				diffs = append(diffs, l)
+			}
+		}
+		if len(diffs) < 2 {
+			if len(diffs) == 1 {
+				os.WriteFile(p, final, 0o644)
+			}
+			return false
+		}
+		return true
+	})
+	ag.stop(t)
+	recp.stop(t)
+	brk.stop(t)
+	first := diffs[0]
+	if first["truncated"] != true || !strings.Contains(fmt.Sprint(first["reason"]), "broker not connected") {
+		t.Fatalf("diff made while the broker was away: truncated %v reason %q; want truncated, naming the broker", first["truncated"], first["reason"])
+	}
+	if d := fmt.Sprint(diffs[len(diffs)-1]["diff"]); !strings.HasPrefix(d, "--- /dev/null") || !strings.Contains(d, "+small now") {
+		t.Fatalf("the diff after a missing one is not a full copy: %.200q", d)
+	}
 	checkIntegrity(t, audit, readLog(t, audit))
 }
