@@ -261,7 +261,14 @@ func TestLargeDiffWhileBrokerAway(t *testing.T) {
 	p := filepath.Join(root, "big.txt")
 	big := bytes.Repeat([]byte("0123456789abcdef\n"), (12<<20)/17)
 	must(t, os.WriteFile(p, big, 0o644))
-	time.Sleep(time.Second)
+	// The broker stays away until the agent has made the diff (its log says
+	// so: hashing and diffing 12 MB takes a while under -race).
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(ag.out.String(), "broker not connected"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent never tried to store the large diff:\n%s", ag.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	brk = startProc(t, "broker", "--data", bdata, "--listen", addr)
 	final := append([]byte("small now\n"), big[:100]...)
 	var diffs []map[string]any
