@@ -146,8 +146,14 @@ func TestSpoolBoundGap(t *testing.T) {
 	for i := range n {
 		write(t, filepath.Join(root, fmt.Sprintf("f%03d", i)), "x")
 	}
-	time.Sleep(time.Second)
-	// The declared loss must survive the agent dying before it could say so.
+	// Wait until the agent has dropped some (its log says so); the declared
+	// loss must then survive the agent dying before it could report it.
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(ag.out.String(), "changes dropped"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent never reached its spool bound:\n%s", ag.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	ag.kill9(t)
 	ag = startProc(t, "agent", "--server", url, "--id", "tiny", "--state", state, "--watch", root, "--spool-max-bytes", "65536")
 	time.Sleep(500 * time.Millisecond)
