@@ -116,6 +116,18 @@ func startProc(t *testing.T, args ...string) *proc {
 	return p
 }
 
+// waitOutput waits up to a minute for the process to log substr; it fails
+// the test with why and the log otherwise.
+func (p *proc) waitOutput(t *testing.T, substr, why string) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(p.out.String(), substr); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s:\n%s", why, p.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (p *proc) kill9(t *testing.T) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGKILL)

@@ -148,12 +148,7 @@ func TestSpoolBoundGap(t *testing.T) {
 	}
 	// Wait until the agent has dropped some (its log says so); the declared
 	// loss must then survive the agent dying before it could report it.
-	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(ag.out.String(), "changes dropped"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent never reached its spool bound:\n%s", ag.out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ag.waitOutput(t, "changes dropped", "the agent never reached its spool bound")
 	ag.kill9(t)
 	ag = startProc(t, "agent", "--server", url, "--id", "tiny", "--state", state, "--watch", root, "--spool-max-bytes", "65536")
 	time.Sleep(500 * time.Millisecond)
@@ -269,12 +264,7 @@ func TestLargeDiffWhileBrokerAway(t *testing.T) {
 	must(t, os.WriteFile(p, big, 0o644))
 	// The broker stays away until the agent has made the diff (its log says
 	// so: hashing and diffing 12 MB takes a while under -race).
-	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(ag.out.String(), "broker not connected"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent never tried to store the large diff:\n%s", ag.out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ag.waitOutput(t, "broker not connected", "the agent never tried to store the large diff")
 	brk = startProc(t, "broker", "--data", bdata, "--listen", addr)
 	final := append([]byte("small now\n"), big[:100]...)
 	var diffs []map[string]any
