@@ -55,7 +55,7 @@ func (w *Watcher) process(recs []rawEvent) *batch {
 			continue // an event on a directory itself: its parent reports it too
 		}
 		isDir := r.mask&unix.IN_ISDIR != 0
-		ev := Event{Path: join(d.path, r.name), IsDir: isDir, Time: r.time}
+		ev := Event{Path: d.pathTo(r.name), IsDir: isDir, Time: r.time}
 		switch {
 		case r.mask&unix.IN_CREATE != 0:
 			if w.seen(d, r.name, r.time) {
@@ -79,7 +79,7 @@ func (w *Watcher) process(recs []rawEvent) *batch {
 			w.unsee(d, r.name)
 			ev.Op = Remove
 			b.add(ev, d.root)
-			if c := d.children[r.name]; isDir && c != nil {
+			if c := d.child(r.name); isDir && c != nil {
 				w.drop(c, true)
 			}
 		case r.mask&unix.IN_MOVED_FROM != 0:
@@ -110,7 +110,7 @@ func (w *Watcher) process(recs []rawEvent) *batch {
 			}
 			ev.Op, ev.Moved = Remove, true
 			b.add(ev, d.root)
-			if c := d.children[r.name]; isDir && c != nil {
+			if c := d.child(r.name); isDir && c != nil {
 				w.drop(c, true)
 			}
 		case r.mask&unix.IN_MOVED_TO != 0:
@@ -135,12 +135,12 @@ func (w *Watcher) process(recs []rawEvent) *batch {
 // of the new place says otherwise.
 func (w *Watcher) renamed(fromDir *dir, from *rawEvent, toDir *dir, toName string, b *batch) {
 	isDir := from.mask&unix.IN_ISDIR != 0
-	newPath := join(toDir.path, toName)
-	b.add(Event{Op: Rename, Path: newPath, OldPath: join(fromDir.path, from.name), IsDir: isDir, Time: from.time}, toDir.root)
+	newPath := toDir.pathTo(toName)
+	b.add(Event{Op: Rename, Path: newPath, OldPath: fromDir.pathTo(from.name), IsDir: isDir, Time: from.time}, toDir.root)
 	if !isDir {
 		return
 	}
-	c := fromDir.children[from.name]
+	c := fromDir.child(from.name)
 	switch {
 	case !wanted(toDir.root, newPath):
 		if c != nil {

@@ -26,7 +26,7 @@ func wanted(r *root, path string) bool {
 // Create with Scan set and remembered to drop the kernel's duplicate; with b
 // nil (Add, resync), nothing is reported.
 func (w *Watcher) armTree(parent *dir, name string, b *batch) {
-	path := join(parent.path, name)
+	path := parent.pathTo(name)
 	if !wanted(parent.root, path) {
 		return
 	}
@@ -35,15 +35,15 @@ func (w *Watcher) armTree(parent *dir, name string, b *batch) {
 		w.armFailed(parent.root, path, err)
 		return
 	}
-	d := w.place(int32(wd), parent, name, parent.root)
-	w.walk(d, b)
+	d := w.place(int32(wd), parent, name, parent.root, path)
+	w.walk(d, path, b)
 }
 
-// walk lists d and arms its subdirectories (see armTree).
-func (w *Watcher) walk(d *dir, b *batch) {
-	ents, err := os.ReadDir(d.path) // sorted, so listings are deterministic
+// walk lists d, at path, and arms its subdirectories (see armTree).
+func (w *Watcher) walk(d *dir, path string, b *batch) {
+	ents, err := os.ReadDir(path) // sorted, so listings are deterministic
 	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
-		w.report(&PathError{Op: "list", Path: d.path, Err: errors.Unwrap(err)})
+		w.report(&PathError{Op: "list", Path: path, Err: errors.Unwrap(err)})
 	}
 	if b != nil && len(ents) > 0 {
 		now := time.Now()
@@ -55,7 +55,7 @@ func (w *Watcher) walk(d *dir, b *batch) {
 		l.expires = now.Add(listedMemory)
 		for _, e := range ents {
 			l.names[e.Name()] = struct{}{}
-			b.add(Event{Op: Create, Path: join(d.path, e.Name()), IsDir: e.IsDir(), Time: now, Scan: true}, d.root)
+			b.add(Event{Op: Create, Path: join(path, e.Name()), IsDir: e.IsDir(), Time: now, Scan: true}, d.root)
 			if e.IsDir() {
 				w.armTree(d, e.Name(), b)
 			}
@@ -70,10 +70,11 @@ func (w *Watcher) walk(d *dir, b *batch) {
 }
 
 // place records that wd watches the directory name in parent (or the root of
-// r when parent is nil). The kernel returns the same wd for a directory it
-// already watches: then the known dir moves there, with its subtree.
-func (w *Watcher) place(wd int32, parent *dir, name string, r *root) *dir {
-	w.armed(r, join(pathOf(parent, r), name))
+// r when parent is nil), at path. The kernel returns the same wd for a
+// directory it already watches: then the known dir moves there, with its
+// subtree.
+func (w *Watcher) place(wd int32, parent *dir, name string, r *root, path string) *dir {
+	w.armed(r, path)
 	d := w.wds[wd]
 	if d == nil {
 		d = &dir{wd: wd}
@@ -84,40 +85,30 @@ func (w *Watcher) place(wd int32, parent *dir, name string, r *root) *dir {
 	return d
 }
 
-func pathOf(parent *dir, r *root) string {
-	if parent == nil {
-		return r.path
-	}
-	return parent.path
-}
-
 // attach puts d at name in parent (or as the root of r), replacing what was
-// there, and updates the paths and root of its subtree.
+// there, and updates the root of its subtree.
 func (w *Watcher) attach(d, parent *dir, name string, r *root) {
 	w.detach(d)
 	if parent == nil {
 		r.dir = d
 	} else {
-		if old := parent.children[name]; old != nil && old != d {
+		if old := parent.child(name); old != nil && old != d {
 			w.drop(old, true)
 		}
-		if parent.children == nil {
-			parent.children = map[string]*dir{}
-		}
-		parent.children[name] = d
+		d.name = name
+		parent.setChild(d)
 	}
 	d.parent, d.name = parent, name
 	relocate(d, r)
 }
 
-// relocate recomputes the path and root of d and of its subtree.
+// relocate sets the root of d and of its subtree (a subtree always shares
+// its root, so an unchanged root is the end of it).
 func relocate(d *dir, r *root) {
-	d.root = r
-	if d.parent == nil {
-		d.path = r.path
-	} else {
-		d.path = join(d.parent.path, d.name)
+	if d.root == r {
+		return
 	}
+	d.root = r
 	for _, c := range d.children {
 		relocate(c, r)
 	}
@@ -125,8 +116,8 @@ func relocate(d *dir, r *root) {
 
 // detach unlinks d from its parent, or from its root.
 func (w *Watcher) detach(d *dir) {
-	if p := d.parent; p != nil && p.children[d.name] == d {
-		delete(p.children, d.name)
+	if p := d.parent; p != nil {
+		p.removeChild(d)
 	}
 	if d.root != nil && d.root.dir == d {
 		d.root.dir = nil
@@ -137,7 +128,9 @@ func (w *Watcher) detach(d *dir) {
 // drop forgets d and its subtree; with rm it also removes their watches
 // (errors are ignored: a watch may already be gone).
 func (w *Watcher) drop(d *dir, rm bool) {
-	for _, c := range d.children {
+	kids := d.children
+	d.children = nil // so that the children's detach need not search it
+	for _, c := range kids {
 		w.drop(c, rm)
 	}
 	if rm {
@@ -259,8 +252,8 @@ func (w *Watcher) resync(now time.Time, b *batch) {
 			w.rootGone(r, now, b)
 			continue
 		}
-		w.place(int32(wd), nil, "", r)
-		w.walk(r.dir, nil)
+		w.place(int32(wd), nil, "", r, r.path)
+		w.walk(r.dir, r.path, nil)
 		for _, d := range w.wds {
 			if d.root == r && d.gen != w.gen {
 				w.drop(d, true)
