@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -76,6 +77,11 @@ func relWithin(p, dir string) (string, bool) {
 
 var errNotRegular = errors.New("not a regular file")
 
+// hashBufs spares each hash the 32 KiB buffer io.Copy would allocate: at
+// thousands of changes per second that garbage alone kept the collector
+// busy.
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // hashFile hashes the regular file rel inside root without following a
 // symlink out of the root or in its place, and without blocking on a FIFO.
 func hashFile(root *os.Root, rel string, limit int64) (string, error) {
@@ -92,7 +98,9 @@ func hashFile(root *os.Root, rel string, limit int64) (string, error) {
 		return "", errNotRegular
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(f, limit+1))
+	bp := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(bp)
+	n, err := io.CopyBuffer(h, io.LimitReader(f, limit+1), *bp)
 	if err != nil {
 		return "", fmt.Errorf("hash %s: %w", rel, err)
 	}

@@ -84,7 +84,7 @@ type Spool struct {
 	entries int        // untrimmed frames
 	closed  bool
 
-	fsyncs atomic.Uint64 // file and directory fsyncs, for tests and benchmarks
+	fsyncs atomic.Uint64 // file and directory fsyncs, see Syncs
 }
 
 // segment is one segment file and the index of its frames.
@@ -146,6 +146,10 @@ func (s *Spool) Stats() Stats {
 	defer s.mu.RUnlock()
 	return Stats{Entries: s.entries, Bytes: s.bytes, Segments: len(s.segs), FirstSeq: s.firstSeq(), NextSeq: s.nextSeq()}
 }
+
+// Syncs returns how many file and directory fsyncs s has done since Open:
+// about one per appended batch.
+func (s *Spool) Syncs() uint64 { return s.fsyncs.Load() }
 
 // SetNextSeq moves NextSeq forward to n, durably: it starts a new segment
 // whose header records n. It fails if n is below NextSeq.
