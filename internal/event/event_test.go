@@ -58,7 +58,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"bad id", "fso.events.web-1.rename", func() []byte { e := good(); e.ID = "web-1:8"; return enc(e) }(), "id"},
 		{"zero seq", "fso.events.web-1.rename", func() []byte { e := good(); e.Seq, e.ID = 0, "web-1:0"; return enc(e) }(), "seq"},
 		{"rename without old path", "fso.events.web-1.rename", func() []byte { e := good(); e.OldPath = ""; return enc(e) }(), "old_path"},
-		{"two records", "fso.events.web-1.rename", append(enc(good()), enc(good())...), "after top-level value"},
+		{"two records", "fso.events.web-1.rename", append(enc(good()), enc(good())...), "data after the record"},
+		{"kind given twice", "fso.events.web-1.rename", append(enc(good())[:len(enc(good()))-1], []byte(`,"kind":"diff"}`)...), "kind"},
 		{"oversized", "fso.events.web-1.rename", bytes.Repeat([]byte(" "), event.MaxRecordBytes+1), "bytes"},
 		{"bad agent id", "fso.events.WEB.rename", []byte(`{"kind":"event","agent":"WEB"}`), ""},
 	}

@@ -116,7 +116,12 @@ func Decode(subject string, data []byte) (Record, error) {
 	var head struct {
 		Kind string `json:"kind"`
 	}
-	if err := json.Unmarshal(data, &head); err != nil {
+	// FSO's own encoder writes the kind first: reading it off the front
+	// spares a whole parse of every event. The strict decode below still
+	// reads the whole record, and checks that kind is the last word.
+	if bytes.HasPrefix(data, eventHead) {
+		head.Kind = KindEvent
+	} else if err := json.Unmarshal(data, &head); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	var r Record
@@ -126,6 +131,9 @@ func Decode(subject string, data []byte) (Record, error) {
 		var e Event
 		if err = strict(data, &e); err == nil {
 			err = e.validate()
+		}
+		if err == nil && e.Kind != KindEvent {
+			err = fmt.Errorf("kind %q after kind %q", e.Kind, KindEvent)
 		}
 		if err == nil {
 			if e.Path, err = DecodePath(e.Path, e.PathB64); err == nil {
@@ -204,6 +212,8 @@ func Decode(subject string, data []byte) (Record, error) {
 	}
 	return r, nil
 }
+
+var eventHead = []byte(`{"kind":"` + KindEvent + `",`)
 
 func strict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
