@@ -202,6 +202,7 @@ type Agent struct {
 	scanned   map[string]time.Time
 	rescanReq chan struct{} // a root was armed after start
 	lastScan  time.Time     // guarded by mu
+	startWalk *startWalk    // guarded by mu; what arming the roots at start listed (scan.go)
 }
 
 type rootState struct {
@@ -299,6 +300,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	a.mu.Lock()
+	a.startWalk = newStartWalk()
+	a.mu.Unlock()
 	a.armRoots(w)
 
 	wctx, wcancel := context.WithCancel(ctx)
@@ -399,7 +403,11 @@ func (a *Agent) armRoots(w *watch.Watcher) {
 		if r.watching {
 			continue
 		}
-		err := w.Add(r.Path, watch.Filter{Recursive: r.Recursive, SkipDir: r.f.skipDir})
+		f := watch.Filter{Recursive: r.Recursive, SkipDir: r.f.skipDir}
+		if a.startWalk != nil {
+			f.Listed = a.startWalk.listed
+		}
+		err := w.Add(r.Path, f)
 		if err != nil {
 			if r.err != err.Error() {
 				a.logger.Error("cannot watch root", "root", r.Path, "err", err)
@@ -409,6 +417,9 @@ func (a *Agent) armRoots(w *watch.Watcher) {
 			continue
 		}
 		r.watching, r.err = true, ""
+		if a.startWalk != nil {
+			a.startWalk.roots[r.Path] = true
+		}
 		a.logger.Info("watching", "root", r.Path, "recursive", r.Recursive)
 		signal(a.rescanReq)
 	}

@@ -202,13 +202,14 @@ func (p *pipeline) stop() error {
 }
 
 // waitReady creates probe files in dirs until one from each is in the
-// log; it returns the time by which all were armed: the latest creation
-// time among the first probes seen.
+// log, and returns when that was seen: changes in all of them reach the
+// audit log (the shared harness measures ready the same way). Being armed
+// is not enough: an agent that has armed its watches but is still walking
+// the tree records nothing yet.
 func waitReady(ctx context.Context, c *collector, dirs []string, max time.Duration) (time.Time, error) {
 	type probe struct {
 		seen  bool
 		paths []string
-		times []time.Time
 	}
 	probes := make([]probe, len(dirs))
 	var readyAt time.Time
@@ -226,9 +227,9 @@ func waitReady(ctx context.Context, c *collector, dirs []string, max time.Durati
 			if pr.seen {
 				continue
 			}
-			for j, p := range pr.paths {
+			for _, p := range pr.paths {
 				if c.has(p) {
-					readyAt = later(readyAt, pr.times[j])
+					readyAt = time.Now()
 					pr.seen, left = true, left-1
 					break
 				}
@@ -237,18 +238,10 @@ func waitReady(ctx context.Context, c *collector, dirs []string, max time.Durati
 				continue
 			}
 			p := filepath.Join(d, fmt.Sprintf(".fsobench-probe-%d", n))
-			pr.times = append(pr.times, time.Now())
 			os.WriteFile(p, nil, 0o644)
 			pr.paths = append(pr.paths, p)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return readyAt, nil
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }

@@ -3,6 +3,7 @@ package watch
 import (
 	"errors"
 	"log/slog"
+	"os"
 	"strconv"
 	"time"
 )
@@ -75,6 +76,15 @@ type Filter struct {
 	// still are. It is never called for the root, and must not call the
 	// Watcher.
 	SkipDir func(path string) bool
+	// Listed, if not nil, is called during Add with each directory Add
+	// arms, the root first, and what listing it returned (err is a failure
+	// to list it; a directory that vanished is not reported). The listing
+	// happens after the directory's watch is armed, so a caller can build
+	// its picture of the tree from it without walking the tree again: any
+	// later change is an event. Directories Add could not arm (see
+	// Status.UnwatchedCount) are not listed. It is called with the
+	// Watcher's lock held and must not call the Watcher.
+	Listed func(dir string, entries []os.DirEntry, err error)
 }
 
 // Options tunes a Watcher. The zero value is ready to use.

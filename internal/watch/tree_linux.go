@@ -42,8 +42,12 @@ func (w *Watcher) armTree(parent *dir, name string, b *batch) {
 // walk lists d, at path, and arms its subdirectories (see armTree).
 func (w *Watcher) walk(d *dir, path string, b *batch) {
 	ents, err := os.ReadDir(path) // sorted, so listings are deterministic
-	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
+	gone := errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)
+	if err != nil && !gone {
 		w.report(&PathError{Op: "list", Path: path, Err: errors.Unwrap(err)})
+	}
+	if w.onList != nil && !gone {
+		w.onList(path, ents, err)
 	}
 	if b != nil && len(ents) > 0 {
 		now := time.Now()

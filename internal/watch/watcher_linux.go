@@ -52,6 +52,7 @@ type Watcher struct {
 	roots          map[string]*root
 	wds            map[int32]*dir
 	listed         map[int32]*listing
+	onList         func(dir string, entries []os.DirEntry, err error) // Filter.Listed of the Add running
 	sweepAt        time.Time
 	gen            uint32
 	unwatched      []string
@@ -237,11 +238,13 @@ func (w *Watcher) Add(path string, f Filter) error {
 	if err != nil {
 		return &PathError{Op: "add", Path: p, Err: watchErr(err)}
 	}
+	w.onList, f.Listed = f.Listed, nil // used by this Add only, not kept
 	r := &root{path: p, filter: f}
 	w.roots[p] = r
 	w.gen++
 	d := w.place(int32(wd), nil, "", r, p)
 	w.walk(d, p, nil)
+	w.onList = nil
 	return nil
 }
 
