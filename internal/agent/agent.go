@@ -51,8 +51,12 @@ type Config struct {
 	// batch was recorded less than 10 commit delays ago); an isolated
 	// change never waits. Default 1ms; negative: never wait.
 	CommitDelay time.Duration
-	// PublishWindow bounds publishes awaiting the broker's ack; default 4096.
+	// PublishWindow bounds records awaiting the broker's ack; default 4096.
 	PublishWindow int
+	// Bundle is the most events published in one broker message when
+	// several are ready together (event.BundleSubject); default 64; 1 sends
+	// every event on its own. The broker's cost is per message.
+	Bundle int
 	// RetransmitAfter: when the recorder's watermark has not moved for this
 	// long although the broker acked later records, the agent sends the
 	// records after the watermark again (the broker may have lost them).
@@ -105,6 +109,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishWindow == 0 {
 		c.PublishWindow = 4096
+	}
+	if c.Bundle == 0 {
+		c.Bundle = 64
 	}
 	if c.RetransmitAfter == 0 {
 		c.RetransmitAfter = 10 * time.Second
@@ -818,9 +825,18 @@ func stamp(data []byte, now time.Time) []byte {
 	return append(out, data[i+len(zeroEmitted):]...)
 }
 
+// inflight is one published message awaiting the broker's ack: one
+// record, or a bundle of records first..seq.
 type inflight struct {
-	seq uint64
-	fut jetstream.PubAckFuture
+	first, seq uint64
+	fut        jetstream.PubAckFuture
+}
+
+// bundleable reports whether e may share a broker message with others:
+// events only; diffs, gaps and overflow notices keep their own subjects.
+func (a *Agent) bundleable(e spool.Entry) bool {
+	return a.cfg.Bundle > 1 && strings.HasPrefix(e.Subject, event.EventsPrefix) &&
+		e.Subject != event.GapSubject(a.cfg.ID) && e.Subject != event.OverflowSubject(a.cfg.ID)
 }
 
 // publish sends spooled records in seq order, a bounded window at a time,
@@ -828,12 +844,18 @@ type inflight struct {
 func (a *Agent) publish(ctx context.Context) {
 	cursor := a.sp.First()
 	var q []inflight
+	records := func() int { // in flight
+		if len(q) == 0 {
+			return 0
+		}
+		return int(q[len(q)-1].seq - q[0].first + 1)
+	}
 	lim := rate.NewLimiter(rate.Inf, 1)
 	limit := 0.0
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		for len(q) < a.cfg.PublishWindow {
-			ents, err := a.sp.Read(cursor, min(512, a.cfg.PublishWindow-len(q)), 4<<20)
+		for records() < a.cfg.PublishWindow {
+			ents, err := a.sp.Read(cursor, min(512, a.cfg.PublishWindow-records()), 4<<20)
 			var ce *spool.CorruptError
 			if errors.As(err, &ce) && len(ents) == 0 && len(ce.Lost) > 0 {
 				// A frame damaged on disk since Open: declare it lost and
@@ -863,24 +885,44 @@ func (a *Agent) publish(ctx context.Context) {
 					lim.SetLimit(rate.Inf)
 				}
 			}
-			for _, e := range ents {
-				if limit > 0 {
-					if err := lim.Wait(ctx); err != nil {
-						return
-					}
-					now = time.Now()
+			for i := 0; i < len(ents); {
+				// Events ready together share a message (a bundle); a
+				// lone one goes on its own subject.
+				const stampRoom = 64 // emitted_at is filled in below
+				j, size := i+1, len(ents[i].Data)+stampRoom
+				for a.bundleable(ents[i]) && j < len(ents) && j-i < a.cfg.Bundle && a.bundleable(ents[j]) &&
+					size+len(ents[j].Data)+stampRoom <= event.MaxBundleBytes {
+					size += len(ents[j].Data) + stampRoom
+					j++
 				}
-				m := nats.NewMsg(e.Subject)
-				m.Data = stamp(e.Data, now)
-				m.Header.Set(jetstream.MsgIDHeader, a.cfg.ID+":"+a.nonce+":"+strconv.FormatUint(e.Seq, 10))
+				var datas [][]byte
+				for _, e := range ents[i:j] {
+					if limit > 0 {
+						if err := lim.Wait(ctx); err != nil {
+							return
+						}
+						now = time.Now()
+					}
+					datas = append(datas, stamp(e.Data, now))
+				}
+				first, last := ents[i].Seq, ents[j-1].Seq
+				m := nats.NewMsg(ents[i].Subject)
+				m.Data = datas[0]
+				id := a.cfg.ID + ":" + a.nonce + ":" + strconv.FormatUint(first, 10)
+				if j-i > 1 {
+					m.Subject, m.Data = event.BundleSubject(a.cfg.ID), event.Bundle(datas)
+					id += "-" + strconv.FormatUint(last, 10)
+				}
+				m.Header.Set(jetstream.MsgIDHeader, id)
 				fut, err := a.js.PublishMsgAsync(m, jetstream.WithExpectStream(broker.Stream))
 				if err != nil {
 					a.fail("publish", err)
 					failed = true
 					break
 				}
-				q = append(q, inflight{e.Seq, fut})
-				cursor = e.Seq + 1
+				q = append(q, inflight{first, last, fut})
+				cursor = last + 1
+				i = j
 			}
 			if failed {
 				break
@@ -906,7 +948,7 @@ func (a *Agent) publish(ctx context.Context) {
 			backoff = 100 * time.Millisecond
 		case err := <-q[0].fut.Err():
 			a.fail("publish not acknowledged, will retry", err)
-			cursor, q = q[0].seq, nil
+			cursor, q = q[0].first, nil
 			select {
 			case <-ctx.Done():
 				return

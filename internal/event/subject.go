@@ -128,25 +128,9 @@ func Decode(subject string, data []byte) (Record, error) {
 	var err error
 	switch head.Kind {
 	case KindEvent:
-		var e Event
-		if err = strict(data, &e); err == nil {
-			err = e.validate()
-		}
-		if err == nil && e.Kind != KindEvent {
-			err = fmt.Errorf("kind %q after kind %q", e.Kind, KindEvent)
-		}
-		if err == nil {
-			if e.Path, err = DecodePath(e.Path, e.PathB64); err == nil {
-				e.OldPath, err = DecodePath(e.OldPath, e.OldPathB64)
-			}
-		}
-		if err == nil {
-			r = Record{Kind: KindEvent, Agent: e.Agent, Seq: e.Seq, Event: &e}
-			if !strings.HasPrefix(subject, EventsPrefix) || subject != EventSubject(e.Agent, e.Type) {
-				err = fmt.Errorf("subject %q does not match event type %q", subject, e.Type)
-			} else {
-				r.JSON, err = e.Marshal()
-			}
+		r, err = decodeEvent(data)
+		if err == nil && subject != EventSubject(r.Agent, r.Event.Type) {
+			err = fmt.Errorf("subject %q does not match event type %q", subject, r.Event.Type)
 		}
 	case KindDiff:
 		var d Diff
@@ -214,6 +198,30 @@ func Decode(subject string, data []byte) (Record, error) {
 }
 
 var eventHead = []byte(`{"kind":"` + KindEvent + `",`)
+
+// decodeEvent validates one event record and re-encodes it; the caller
+// checks it against the subject.
+func decodeEvent(data []byte) (Record, error) {
+	var e Event
+	err := strict(data, &e)
+	if err == nil {
+		err = e.validate()
+	}
+	if err == nil && e.Kind != KindEvent {
+		err = fmt.Errorf("kind %q after kind %q", e.Kind, KindEvent)
+	}
+	if err == nil {
+		if e.Path, err = DecodePath(e.Path, e.PathB64); err == nil {
+			e.OldPath, err = DecodePath(e.OldPath, e.OldPathB64)
+		}
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	r := Record{Kind: KindEvent, Agent: e.Agent, Seq: e.Seq, Event: &e}
+	r.JSON, err = e.Marshal()
+	return r, err
+}
 
 func strict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))

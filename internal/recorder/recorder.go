@@ -267,6 +267,31 @@ func (r *Recorder) loop(ctx context.Context, msgs <-chan jetstream.Msg) error {
 	}
 }
 
+// bundleRef acks a bundle's message once every line of it is acked: a
+// line held for a missing predecessor keeps the whole message in the
+// stream (redelivered if the recorder dies) until that line is written.
+type bundleRef struct {
+	m     ackable
+	left  int
+	naked bool
+}
+
+func (b *bundleRef) Ack() error {
+	b.left--
+	if b.left == 0 {
+		return b.m.Ack()
+	}
+	return nil
+}
+
+func (b *bundleRef) Nak() error {
+	if b.naked {
+		return nil
+	}
+	b.naked = true
+	return b.m.Nak()
+}
+
 // ackDelay is how long acks of written records may wait to be sent
 // together. The records are already fsynced, so a lost ack only means a
 // redelivery, which is dropped; grouping spares the broker an ack per
@@ -292,48 +317,42 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 	configsAdded := map[uint64]bool{}
 	var objects []*event.Diff
 	var rejected int64
-	for _, m := range batch {
-		var streamSeq uint64
-		if md, err := m.Metadata(); err == nil {
-			streamSeq = md.Sequence.Stream
-		}
-		rec, err := event.Decode(m.Subject(), m.Data())
-		if err != nil {
-			rj := event.NewRejected(m.Subject(), m.Data(), err, streamSeq)
-			line, _ := rj.Marshal()
-			lines = append(lines, line)
-			acks = append(acks, m)
-			rejected++
-			// An alert: a client sent what no FSO agent sends (a forged
-			// agent name, a malformed or oversized record).
-			r.logger.Error("alert: message rejected", "subject", m.Subject(), "size", len(m.Data()), "err", err)
-			continue
-		}
+	reject := func(subject string, data []byte, err error, streamSeq uint64, a ackable) {
+		rj := event.NewRejected(subject, data, err, streamSeq)
+		line, _ := rj.Marshal()
+		lines = append(lines, line)
+		acks = append(acks, a)
+		rejected++
+		// An alert: a client sent what no FSO agent sends (a forged
+		// agent name, a malformed or oversized record).
+		r.logger.Error("alert: message rejected", "subject", subject, "size", len(data), "err", err)
+	}
+	handle := func(rec event.Record, a ackable) {
 		if rec.Kind == event.KindConfig {
 			if !r.configSeen(rec, configsAdded) {
 				lines = append(lines, rec.JSON)
 			}
-			acks = append(acks, m)
-			continue
+			acks = append(acks, a)
+			return
 		}
 		s := r.agent(rec.Agent)
 		if _, ok := undo[rec.Agent]; !ok {
 			undo[rec.Agent] = s.snapshot()
 		}
 		if s.has(rec.Seq) {
-			acks = append(acks, m) // already in the log: a redelivery or retransmit
+			acks = append(acks, a) // already in the log: a redelivery or retransmit
 			// The agent may be resending because it missed the watermark.
 			touched[rec.Agent] = true
-			continue
+			return
 		}
 		if old, ok := s.pending[rec.Seq]; ok && old.msg != nil {
-			old.msg = m // the newest delivery is the one to ack
-			continue
+			old.msg = a // the newest delivery is the one to ack
+			return
 		}
 		if len(s.pending) >= r.cfg.MaxPending {
-			continue // left unacknowledged: redelivered later
+			return // left unacknowledged: redelivered later
 		}
-		s.hold(&item{rec: rec, msg: m})
+		s.hold(&item{rec: rec, msg: a})
 		for {
 			it, ok := s.next()
 			if !ok {
@@ -347,6 +366,30 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 				objects = append(objects, it.rec.Diff)
 			}
 		}
+	}
+	for _, m := range batch {
+		var streamSeq uint64
+		if md, err := m.Metadata(); err == nil {
+			streamSeq = md.Sequence.Stream
+		}
+		if event.IsBundle(m.Subject()) {
+			bl := event.DecodeBundle(m.Subject(), m.Data())
+			ref := &bundleRef{m: m, left: len(bl)}
+			for _, l := range bl {
+				if l.Err != nil {
+					reject(m.Subject(), l.Data, l.Err, streamSeq, ref)
+				} else {
+					handle(l.Record, ref)
+				}
+			}
+			continue
+		}
+		rec, err := event.Decode(m.Subject(), m.Data())
+		if err != nil {
+			reject(m.Subject(), m.Data(), err, streamSeq, m)
+			continue
+		}
+		handle(rec, m)
 	}
 	if len(lines) > 0 {
 		// Large diffs are on disk (objects.go) before their lines are.

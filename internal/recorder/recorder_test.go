@@ -174,3 +174,69 @@ func TestRestartAndGap(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
+
+// bundle joins events of agent into one bundle message.
+func bundle(agent string, seqs ...uint64) *nats.Msg {
+	var recs [][]byte
+	for _, s := range seqs {
+		recs = append(recs, ev(agent, s).Data)
+	}
+	return &nats.Msg{Subject: event.BundleSubject(agent), Data: event.Bundle(recs)}
+}
+
+// A bundle's events are written like single ones, a bad line is rejected
+// alone, and the bundle stays in the stream (unacked) while one of its
+// lines waits for a missing predecessor.
+func TestBundles(t *testing.T) {
+	b := brokertest.Start(t)
+	js := b.JetStream(t)
+	dir := t.TempDir()
+	start(t, b, dir)
+	stream, err := js.Stream(t.Context(), "FSO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := func() uint64 {
+		si, err := stream.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return si.State.Msgs
+	}
+	waitMsgs := func(want uint64) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); msgs() != want; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("stream holds %d messages, want %d", msgs(), want)
+			}
+		}
+	}
+	bad := bundle("a", 1, 2)
+	bad.Data = append(append(bad.Data, '\n'), []byte(`{"kind":"event","agent":"b"}`)...) // another agent's line
+	publish(t, js, bad)
+	got := waitLines(t, dir, 3)
+	if got[0].Seq != 1 || got[1].Seq != 2 || got[2].Kind != "rejected" {
+		t.Fatalf("have %+v, want events 1, 2 and a rejected line", got)
+	}
+	waitMsgs(0) // acked once every line is accounted for
+	// Seq 4 is missing: the bundle's 3 is written, its 5 waits, so the
+	// bundle must stay.
+	publish(t, js, bundle("a", 3, 5))
+	// Acks go out in order: once the next message is acked, an early ack
+	// of the bundle would have gone out too.
+	publish(t, js, ev("c", 1))
+	waitLines(t, dir, 5)
+	waitMsgs(1)
+	publish(t, js, ev("a", 4))
+	got = waitLines(t, dir, 7)
+	var seqs []uint64
+	for _, l := range got {
+		if l.Agent == "a" {
+			seqs = append(seqs, l.Seq)
+		}
+	}
+	if fmt.Sprint(seqs) != "[1 2 3 4 5]" {
+		t.Fatalf("agent a's seqs %v, want [1 2 3 4 5]", seqs)
+	}
+	waitMsgs(0)
+}
