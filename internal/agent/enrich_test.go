@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/fso-project/fso/internal/event"
@@ -12,6 +14,20 @@ import (
 // itself, for symlinks to a secret outside the watched root: enrich must
 // neither stat nor hash the secret.
 func TestEnrichStaysInRoot(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		name := "openat2"
+		if fallback {
+			name = "os.Root"
+		}
+		t.Run(name, func(t *testing.T) {
+			noOpenat2.Store(fallback)
+			defer noOpenat2.Store(false)
+			enrichStaysInRoot(t)
+		})
+	}
+}
+
+func enrichStaysInRoot(t *testing.T) {
 	root, secret := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(secret, "app.conf"), []byte("SECRET-MARKER\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -48,5 +64,47 @@ func TestEnrichStaysInRoot(t *testing.T) {
 	e = event.Event{Type: event.Modify, Path: filepath.Join(secret, "app.conf")}
 	if _, ok := enrich(&e, 1<<20, root); ok {
 		t.Errorf("path outside the root: enrich described it")
+	}
+}
+
+// TestEnrichDescribes: both implementations describe the same files the
+// same way, at every depth, including the root itself, a directory, an
+// empty file, a FIFO (no hash, no hang) and a relative symlink that stays
+// inside the root.
+func TestEnrichDescribes(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "a", "b"), 0o755)
+	os.WriteFile(filepath.Join(root, "top"), []byte("top\n"), 0o640)
+	os.WriteFile(filepath.Join(root, "a", "b", "deep"), []byte("deep\n"), 0o600)
+	os.WriteFile(filepath.Join(root, "a", "empty"), nil, 0o644)
+	if err := syscall.Mkfifo(filepath.Join(root, "a", "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("b", filepath.Join(root, "a", "inner"))
+	paths := []string{root, filepath.Join(root, "top"), filepath.Join(root, "a"), filepath.Join(root, "a", "b", "deep"),
+		filepath.Join(root, "a", "empty"), filepath.Join(root, "a", "fifo"), filepath.Join(root, "a", "inner"),
+		filepath.Join(root, "a", "inner", "deep"), filepath.Join(root, "gone")}
+	for _, p := range paths {
+		var got [2]event.Event
+		var oks [2]bool
+		for i, fallback := range []bool{false, true} {
+			noOpenat2.Store(fallback)
+			got[i] = event.Event{Type: event.Modify, Path: p}
+			_, oks[i] = enrich(&got[i], 1<<20, root)
+		}
+		noOpenat2.Store(false)
+		desc := func(e event.Event) string {
+			if e.Size == nil {
+				return fmt.Sprintf("no stat, hash %q", e.SHA256)
+			}
+			return fmt.Sprintf("size %d mode %o uid %d gid %d mtime %v dir %v hash %q", *e.Size, *e.Mode, *e.UID, *e.GID, *e.MTime, e.IsDir, e.SHA256)
+		}
+		if a, b := desc(got[0]), desc(got[1]); oks[0] != oks[1] || a != b {
+			t.Errorf("%s: openat2 %v %s, os.Root %v %s", p, oks[0], a, oks[1], b)
+		}
+		a := got[0]
+		if p == filepath.Join(root, "a", "b", "deep") && a.SHA256 == "" {
+			t.Errorf("%s: no hash", p)
+		}
 	}
 }
