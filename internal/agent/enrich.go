@@ -52,7 +52,7 @@ func enrich(e *event.Event, hashLimit int64, rootDir string) (unix.Stat_t, bool)
 		return st, false
 	}
 	describe(e, &st)
-	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size <= hashLimit && (e.Type == event.Create || e.Type == event.Modify || e.Type == event.Rename) {
+	if wantsHash(e, &st, hashLimit) {
 		if sum, err := hashBeneath(rootFD, rel, hashLimit, &st); err == nil {
 			e.SHA256 = sum
 		}
@@ -68,6 +68,13 @@ func describe(e *event.Event, st *unix.Stat_t) {
 	mtime := time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UTC()
 	e.Size, e.Mode, e.UID, e.GID, e.MTime = &size, &mode, &uid, &gid, &mtime
 	e.IsDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+}
+
+// wantsHash reports whether e's file gets a content hash: a regular file
+// within the limit whose content may have changed.
+func wantsHash(e *event.Event, st *unix.Stat_t, limit int64) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size <= limit &&
+		(e.Type == event.Create || e.Type == event.Modify || e.Type == event.Rename)
 }
 
 // noOpenat2 is set once openat2(2) has been refused; enrich then goes
@@ -173,13 +180,8 @@ func enrichRoot(e *event.Event, hashLimit int64, rootDir string) (unix.Stat_t, b
 		Atim: unix.Timespec{Sec: sys.Atim.Sec, Nsec: sys.Atim.Nsec},
 		Mtim: unix.Timespec{Sec: sys.Mtim.Sec, Nsec: sys.Mtim.Nsec},
 		Ctim: unix.Timespec{Sec: sys.Ctim.Sec, Nsec: sys.Ctim.Nsec}}
-	size := st.Size
-	mode := st.Mode & 0o7777
-	uid, gid := st.Uid, st.Gid
-	mtime := time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UTC()
-	e.Size, e.Mode, e.UID, e.GID, e.MTime = &size, &mode, &uid, &gid, &mtime
-	e.IsDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
-	if st.Mode&unix.S_IFMT == unix.S_IFREG && size <= hashLimit && (e.Type == event.Create || e.Type == event.Modify || e.Type == event.Rename) {
+	describe(e, &st)
+	if wantsHash(e, &st, hashLimit) {
 		if sum, err := hashFile(root, rel, hashLimit); err == nil {
 			e.SHA256 = sum
 		}
