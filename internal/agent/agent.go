@@ -426,6 +426,9 @@ func (a *Agent) armRoots(w *watch.Watcher) {
 		r.watching, r.err = true, ""
 		if a.startWalk != nil {
 			a.startWalk.roots[r.Path] = true
+			// Checked now: a resync after an overflow may arm them
+			// before the start rescan looks, unlisted all the same.
+			a.startWalk.incomplete = a.startWalk.incomplete || w.Status().UnwatchedCount > 0
 		}
 		a.logger.Info("watching", "root", r.Path, "recursive", r.Recursive)
 		signal(a.rescanReq)

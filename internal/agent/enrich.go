@@ -30,7 +30,7 @@ import (
 // outside it is described or hashed. A path outside rootDir gets no stat
 // fields.
 func enrich(e *event.Event, hashLimit int64, rootDir string) (unix.Stat_t, bool) {
-	if noOpenat2.Load() {
+	if noOpenat2.Load() || !openat2Works() {
 		return enrichRoot(e, hashLimit, rootDir)
 	}
 	var st unix.Stat_t
@@ -44,11 +44,6 @@ func enrich(e *event.Event, hashLimit int64, rootDir string) (unix.Stat_t, bool)
 	}
 	defer unix.Close(rootFD)
 	if err := lstatBeneath(rootFD, rel, &st); err != nil {
-		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
-			// No openat2 (a kernel before 5.6, or a seccomp filter).
-			noOpenat2.Store(true)
-			return enrichRoot(e, hashLimit, rootDir)
-		}
 		return st, false
 	}
 	describe(e, &st)
@@ -77,9 +72,21 @@ func wantsHash(e *event.Event, st *unix.Stat_t, limit int64) bool {
 		(e.Type == event.Create || e.Type == event.Modify || e.Type == event.Rename)
 }
 
-// noOpenat2 is set once openat2(2) has been refused; enrich then goes
-// through os.Root, which resolves one component at a time.
+// noOpenat2 makes enrich go through os.Root, which resolves one component
+// at a time (tests set it to cover that path).
 var noOpenat2 atomic.Bool
+
+// openat2Works probes openat2(2) once: a kernel before 5.6 lacks it and a
+// seccomp filter may refuse it (ENOSYS or EPERM); enrich then uses os.Root.
+// Probing up front, not on a failure, matters: a file directly in a root
+// is stat'ed without openat2, so only its hash would fail, silently.
+var openat2Works = sync.OnceValue(func() bool {
+	fd, err := unix.Openat2(unix.AT_FDCWD, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
+	if err == nil {
+		unix.Close(fd)
+	}
+	return !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM)
+})
 
 // openBeneath opens rel below the directory rootFD without leaving it:
 // no absolute or ".." escape, no symlink out of it, no magic link. One

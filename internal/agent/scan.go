@@ -29,9 +29,10 @@ func (a *Agent) baselinePath() string { return filepath.Join(a.cfg.StateDir, "ba
 // large tree. Each directory was listed after its watch was armed, so what
 // changed after the listing is an event, as with a walk after arming.
 type startWalk struct {
-	base   baseline.Baseline
-	failed []string
-	roots  map[string]bool // the roots armed with it
+	base       baseline.Baseline
+	failed     []string
+	roots      map[string]bool // the roots armed with it
+	incomplete bool            // a directory could not be armed, so was not listed
 }
 
 func newStartWalk() *startWalk {
@@ -63,7 +64,7 @@ func (a *Agent) walk(w *watch.Watcher, trees []baseline.Tree) (baseline.Baseline
 	s := a.startWalk
 	a.startWalk = nil
 	a.mu.Unlock()
-	if s != nil && w.Status().UnwatchedCount == 0 && len(trees) > 0 {
+	if s != nil && !s.incomplete && w.Status().UnwatchedCount == 0 && len(trees) > 0 {
 		covered := true
 		for _, t := range trees {
 			covered = covered && s.roots[t.Path]

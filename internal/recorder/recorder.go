@@ -7,6 +7,7 @@
 package recorder
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -244,11 +245,14 @@ func (r *Recorder) loop(ctx context.Context, msgs <-chan jetstream.Msg) error {
 			r.checkpoint("interval")
 			continue
 		}
+		// MaxBatch bounds records, not messages: a bundle holds many.
+		n := records(batch[0])
 	more:
-		for len(batch) < r.cfg.MaxBatch {
+		for n < r.cfg.MaxBatch {
 			select {
 			case m := <-msgs:
 				batch = append(batch, m)
+				n += records(m)
 			default:
 				break more
 			}
@@ -265,6 +269,14 @@ func (r *Recorder) loop(ctx context.Context, msgs <-chan jetstream.Msg) error {
 		}
 		backoff = 100 * time.Millisecond
 	}
+}
+
+// records is how many records m carries: the lines of a bundle, else one.
+func records(m jetstream.Msg) int {
+	if event.IsBundle(m.Subject()) {
+		return 1 + bytes.Count(m.Data(), []byte{'\n'})
+	}
+	return 1
 }
 
 // bundleRef acks a bundle's message once every line of it is acked: a

@@ -303,7 +303,15 @@ func TestDiffProperty(t *testing.T) {
 	var versions [][]byte
 	cur := []byte{}
 	for range 40 {
-		cur = mutate(r, cur)
+		// A version equal to the last would be "recorded" at once, and the
+		// next write would truncate the file while the agent still reads
+		// this one: the agent would rightly record the truncated state.
+		for next := mutate(r, cur); ; next = mutate(r, cur) {
+			if !bytes.Equal(next, cur) {
+				cur = next
+				break
+			}
+		}
 		must(t, os.WriteFile(p, cur, 0o644))
 		versions = append(versions, cur)
 		waitContent(t, s.audit, p, cur)

@@ -604,8 +604,15 @@ func TestSecurityClusterTLS(t *testing.T) {
 		startProc(t, append([]string{"agent", "--server", url, "--id", "ctls", "--state", state, "--watch", root}, clientTLS...)...))
 	waitProbe(t, root, audit, "tls")
 
-	info := st.CachedInfo()
-	if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
-		t.Fatalf("FSO stream: replicas %d, cluster %+v; want R3 over the TLS routes", info.Config.Replicas, info.Cluster)
+	// Asked now, not when the stream was first seen: until its leader is
+	// elected the info lists all three peers as replicas and no leader.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Replicas != 3 || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+		t.Fatalf("FSO stream: replicas %d, cluster %+v; want R3 with a leader over the TLS routes", info.Config.Replicas, info.Cluster)
 	}
 }
