@@ -202,7 +202,7 @@ type Agent struct {
 	diffs    *differ     // important files' snapshots (important.go); collect goroutine
 
 	// Owned by the collect goroutine.
-	base      baseline.Baseline
+	base      *baseline.Packed
 	baseDirty bool
 	// scanned holds the paths recent rescans reported, so that the kernel's
 	// own late event for the same file is not reported twice.
@@ -466,12 +466,12 @@ func (a *Agent) collect(w *watch.Watcher) error {
 	default:
 	}
 	if base, since, ok := a.loadBaseline(); ok {
-		a.base = base
+		a.base = baseline.Pack(base)
 		if err := a.rescan(w, since, true, "start: changes while the agent was stopped"); err != nil {
 			return err
 		}
 	} else {
-		a.base = baseline.Baseline{}
+		a.base = &baseline.Packed{}
 		if err := a.rescan(w, time.Time{}, false, "first start: taking the baseline"); err != nil {
 			return err
 		}
@@ -674,7 +674,7 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 				}
 			}
 			if a.base != nil && !c.scan && st != nil {
-				old, known := a.base[c.path]
+				old, known := a.base.Get(c.path)
 				_, scanned := a.scanned[c.path]
 				switch {
 				case scanned && known && c.typ == event.Create && old.Ino == st.Ino && old.Ctime == st.Ctim.Nano():

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
+	"iter"
 	"maps"
 	"os"
 	"path/filepath"
@@ -58,14 +59,32 @@ const magic = "FSOBASE1"
 
 // Save writes b to path atomically.
 func Save(path string, b Baseline) error {
+	return save(path, len(b), func(yield func(string, Entry) bool) {
+		for _, p := range slices.Sorted(maps.Keys(b)) {
+			if !yield(p, b[p]) {
+				return
+			}
+		}
+	})
+}
+
+// Save writes p to path atomically, as Save does a Baseline.
+func (p *Packed) Save(path string) error {
+	if len(p.over) > 0 {
+		p.repack()
+	}
+	return save(path, p.n, p.All)
+}
+
+// save writes count entries, in path order, to path atomically.
+func save(path string, count int, entries iter.Seq2[string, Entry]) error {
 	var out bytes.Buffer
 	w := bufio.NewWriterSize(&out, 1<<20)
 	w.WriteString(magic)
 	var buf [binary.MaxVarintLen64 * 8]byte
-	n := binary.PutUvarint(buf[:], uint64(len(b)))
+	n := binary.PutUvarint(buf[:], uint64(count))
 	w.Write(buf[:n])
-	for _, p := range slices.Sorted(maps.Keys(b)) {
-		e := b[p]
+	for p, e := range entries {
 		n := binary.PutUvarint(buf[:], uint64(len(p)))
 		w.Write(buf[:n])
 		w.WriteString(p)

@@ -66,8 +66,19 @@ func (w *Watcher) walk(d *dir, path string, b *batch) {
 		}
 		return
 	}
+	// Room for the subdirectories at once: growing the slice one by one
+	// leaves up to half of it empty, and garbage as large behind.
+	subdirs := 0
 	for _, e := range ents {
 		if e.IsDir() { // from d_type: a symbolic link is not a directory
+			subdirs++
+		}
+	}
+	if cap(d.children) < subdirs {
+		d.children = slices.Grow(d.children, subdirs-len(d.children))
+	}
+	for _, e := range ents {
+		if e.IsDir() {
 			w.armTree(d, e.Name(), nil)
 		}
 	}
