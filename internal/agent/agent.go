@@ -246,7 +246,7 @@ func New(cfg Config, js jetstream.JetStream, logger *slog.Logger) (*Agent, error
 // tighter or off, until the returned func is called (once or more).
 func tightGC() (restore func()) {
 	prev := debug.SetGCPercent(startGCPercent)
-	if prev >= 0 && prev < startGCPercent || prev < 0 {
+	if prev <= startGCPercent { // tighter, off, or another agent's start in this process
 		debug.SetGCPercent(prev)
 		return func() {}
 	}

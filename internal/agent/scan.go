@@ -209,8 +209,15 @@ func (a *Agent) noteChange(c change, st *unix.Stat_t) {
 	case c.typ == event.Delete:
 		a.base.Delete(c.path, c.isDir)
 	case c.typ == event.Rename && c.isDir:
+		// The subtree moves; the directory's own entry is the stat below,
+		// or what was known at its new path if it is already gone.
+		prev, had := a.base.Get(c.path)
 		a.base.Rename(c.oldPath, c.path)
-		if st == nil {
+		switch {
+		case st != nil:
+		case had:
+			a.base.Set(c.path, prev)
+		default:
 			a.base.Delete(c.path, false)
 		}
 	case c.typ == event.Rename:

@@ -209,9 +209,9 @@ type Change struct {
 
 // Diff returns what changed from old to cur, within the trees (old entries
 // outside them are not reported deleted). A path that disappeared while a
-// new one appeared with its inode is a rename. Order: renames, creates
-// (parents first), modifies and attribute changes, deletes (children
-// first).
+// new one appeared with its inode is a rename. Order: deletes of paths
+// that now hold another file (children first), renames, creates (parents
+// first), modifies and attribute changes, deletes (children first).
 func Diff(old, cur Baseline, trees []Tree) []Change {
 	inTrees := func(p string) bool {
 		for _, t := range trees {
@@ -221,7 +221,7 @@ func Diff(old, cur Baseline, trees []Tree) []Change {
 		}
 		return false
 	}
-	var created, deleted []string
+	var created, deleted, replaced []string
 	var changed []Change
 	for p, e := range cur {
 		o, ok := old[p]
@@ -229,8 +229,8 @@ func Diff(old, cur Baseline, trees []Tree) []Change {
 		case !ok:
 			created = append(created, p)
 		case o.Ino != e.Ino || o.Mode&unix.S_IFMT != e.Mode&unix.S_IFMT:
-			// Replaced by another file: gone, then new.
-			deleted = append(deleted, p)
+			// Replaced by another file: gone, then new (or renamed here).
+			replaced = append(replaced, p)
 			created = append(created, p)
 		case e.IsDir():
 			if o.Mode != e.Mode || o.UID != e.UID || o.GID != e.GID {
@@ -250,9 +250,7 @@ func Diff(old, cur Baseline, trees []Tree) []Change {
 	// Pair renames by inode.
 	byIno := map[uint64]string{}
 	for _, p := range deleted {
-		if _, still := cur[p]; !still {
-			byIno[old[p].Ino] = p
-		}
+		byIno[old[p].Ino] = p
 	}
 	var renames []Change
 	renamedFrom := map[string]bool{}
@@ -270,7 +268,14 @@ func Diff(old, cur Baseline, trees []Tree) []Change {
 		}
 		keepCreated = append(keepCreated, p)
 	}
-	out := renames
+	// A replaced path's delete comes before what took its place, so that
+	// the records end with the path present.
+	slices.Sort(replaced)
+	var out []Change
+	for i := len(replaced) - 1; i >= 0; i-- {
+		out = append(out, Change{Type: event.Delete, Path: replaced[i], IsDir: old[replaced[i]].IsDir()})
+	}
+	out = append(out, renames...)
 	for _, p := range keepCreated {
 		out = append(out, Change{Type: event.Create, Path: p, IsDir: cur[p].IsDir()})
 	}

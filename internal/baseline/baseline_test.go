@@ -42,7 +42,7 @@ func TestDiff(t *testing.T) {
 		}
 	}
 	must(os.MkdirAll(p("d/e"), 0o755))
-	for _, f := range []string{"keep", "mod", "chmod", "gone", "moved", "d/e/inner", "skip/x"} {
+	for _, f := range []string{"keep", "mod", "chmod", "gone", "moved", "d/e/inner", "skip/x", "repl", "repl.new"} {
 		must(os.MkdirAll(filepath.Dir(p(f)), 0o755))
 		must(os.WriteFile(p(f), []byte("1"), 0o644))
 	}
@@ -59,6 +59,7 @@ func TestDiff(t *testing.T) {
 	must(os.Rename(p("moved"), p("moved2")))
 	must(os.Rename(p("d"), p("d2")))
 	must(os.WriteFile(p("new"), []byte("n"), 0o644))
+	must(os.Rename(p("repl.new"), p("repl"))) // an editor's save: the old file is gone, its path is not
 	cur, _, err := baseline.Walk(trees)
 	must(err)
 	var have []string
@@ -70,7 +71,8 @@ func TestDiff(t *testing.T) {
 		have = append(have, s)
 	}
 	want := []string{
-		"rename /d -> /d2", "rename /d/e -> /d2/e", "rename /d/e/inner -> /d2/e/inner", "rename /moved -> /moved2",
+		"delete /repl",
+		"rename /d -> /d2", "rename /d/e -> /d2/e", "rename /d/e/inner -> /d2/e/inner", "rename /moved -> /moved2", "rename /repl.new -> /repl",
 		"create /new", "attrib /chmod", "modify /mod", "delete /gone",
 	}
 	if fmt.Sprint(have) != fmt.Sprint(want) {
