@@ -11,6 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -25,8 +28,8 @@ type Options struct {
 	// recorder already running there. Empty runs `fso up` (embedded).
 	Server   string
 	AuditDir string
-	// AgentArgs are more flags for `fso agent` with Server (TLS,
-	// credentials).
+	// AgentArgs are more flags for `fso up`, or for `fso agent` with
+	// Server (TLS, credentials; --commit-delay, --bundle to compare).
 	AgentArgs []string
 	// Dir is where the temporary trees and the pipeline's data go; the
 	// disk it is on is the disk measured. Default: the system temp dir.
@@ -121,8 +124,15 @@ type Result struct {
 // pipeline is the FSO processes under test.
 type pipeline struct {
 	cmds  []*exec.Cmd
+	done  []chan struct{} // done[i] is closed when cmds[i] has exited
 	audit string
 	start time.Time
+	out   *tail // the end of the processes' output, for the error if one dies
+
+	stopping atomic.Bool   // stop was called: exits are expected
+	died     chan struct{} // closed when a process exited before stop
+	dieOnce  sync.Once
+	why      error // why died was closed; read after it is
 }
 
 func startPipeline(o *Options, root, work string) (*pipeline, error) {
@@ -135,6 +145,7 @@ func startPipeline(o *Options, root, work string) (*pipeline, error) {
 		}
 		args = append(args, []string{"up", "--data", filepath.Join(work, "data"), "--audit-dir", p.audit,
 			"--watch", root, "--listen", "127.0.0.1:" + strconv.Itoa(port), "--id", "bench", "--log-level", "warn"})
+		args[0] = append(args[0], o.AgentArgs...)
 	} else {
 		p.audit = o.AuditDir
 		id := fmt.Sprintf("bench-%06d", rand.IntN(1_000_000))
@@ -143,17 +154,74 @@ func startPipeline(o *Options, root, work string) (*pipeline, error) {
 		args[0] = append(args[0], o.AgentArgs...)
 	}
 	p.start = time.Now()
+	p.out, p.died = &tail{}, make(chan struct{})
 	for _, a := range args {
 		cmd := exec.Command(o.Exe, a...)
-		cmd.Stdout, cmd.Stderr = o.Log, o.Log
+		cmd.Stdout = io.MultiWriter(o.Log, p.out)
+		cmd.Stderr = cmd.Stdout
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			p.stop()
 			return nil, fmt.Errorf("bench: start %s: %w", a[0], err)
 		}
-		p.cmds = append(p.cmds, cmd)
+		done := make(chan struct{})
+		p.cmds, p.done = append(p.cmds, cmd), append(p.done, done)
+		go func() {
+			err := cmd.Wait()
+			close(done)
+			if p.stopping.Load() {
+				return
+			}
+			p.dieOnce.Do(func() {
+				if err == nil {
+					err = errors.New("exit status 0")
+				}
+				p.why = fmt.Errorf("bench: fso %s exited before the benchmark ended (%v): %s", a[0], err, p.out.last(3))
+				close(p.died)
+			})
+		}()
 	}
 	return p, nil
+}
+
+// dead returns why a process of p exited before stop, or nil.
+func (p *pipeline) dead() error {
+	select {
+	case <-p.died:
+		return p.why
+	default:
+		return nil
+	}
+}
+
+// tail keeps the last bytes written to it.
+type tail struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (t *tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, b...)
+	if len(t.b) > 4096 {
+		t.b = append(t.b[:0], t.b[len(t.b)-4096:]...)
+	}
+	return len(b), nil
+}
+
+// last returns up to n last lines, joined with "; ".
+func (t *tail) last(n int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(string(t.b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	if len(lines) == 1 && lines[0] == "" {
+		return "no output"
+	}
+	return strings.Join(lines, "; ")
 }
 
 func freePort() (int, error) {
@@ -187,16 +255,21 @@ func (p *pipeline) mem() (rss, hwm int64) {
 // stop asks the pipeline to stop (SIGTERM) and kills what is left after
 // 20s.
 func (p *pipeline) stop() error {
-	var errs []error
+	p.stopping.Store(true)
+	errs := []error{p.dead()}
 	for _, c := range p.cmds {
 		c.Process.Signal(syscall.SIGTERM)
 	}
-	for _, c := range p.cmds {
-		t := time.AfterFunc(20*time.Second, func() { c.Process.Kill() })
-		if err := c.Wait(); err != nil {
-			errs = append(errs, fmt.Errorf("bench: %s: %w", c.Args[1], err))
+	for i, c := range p.cmds {
+		select {
+		case <-p.done[i]:
+		case <-time.After(20 * time.Second):
+			c.Process.Kill()
+			<-p.done[i]
 		}
-		t.Stop()
+		if !c.ProcessState.Success() && p.dead() == nil {
+			errs = append(errs, fmt.Errorf("bench: %s: %s", c.Args[1], c.ProcessState))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -206,7 +279,7 @@ func (p *pipeline) stop() error {
 // audit log (the shared harness measures ready the same way). Being armed
 // is not enough: an agent that has armed its watches but is still walking
 // the tree records nothing yet.
-func waitReady(ctx context.Context, c *collector, dirs []string, max time.Duration) (time.Time, error) {
+func waitReady(ctx context.Context, p *pipeline, c *collector, dirs []string, max time.Duration) (time.Time, error) {
 	type probe struct {
 		seen  bool
 		paths []string
@@ -217,6 +290,9 @@ func waitReady(ctx context.Context, c *collector, dirs []string, max time.Durati
 	deadline := time.Now().Add(max)
 	for n := 0; left > 0; n++ {
 		if err := ctx.Err(); err != nil {
+			return time.Time{}, err
+		}
+		if err := p.dead(); err != nil {
 			return time.Time{}, err
 		}
 		if time.Now().After(deadline) {

@@ -65,7 +65,7 @@ func runWorkloads(ctx context.Context, o *Options, tmp string, res *Result) erro
 			p.stop()
 		}
 	}()
-	if _, err := waitReady(ctx, c, g.dirs[:20], 60*time.Second); err != nil {
+	if _, err := waitReady(ctx, p, c, g.dirs[:20], 60*time.Second); err != nil {
 		return err
 	}
 	step("idle")
@@ -180,7 +180,7 @@ func runDeep(ctx context.Context, o *Options, tmp string, res *Result) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c := startCollector(cctx, p.audit)
-	readyAt, err := waitReady(ctx, c, sample, 120*time.Second)
+	readyAt, err := waitReady(ctx, p, c, sample, 120*time.Second)
 	if err != nil {
 		p.stop()
 		return err

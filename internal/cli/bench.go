@@ -30,11 +30,9 @@ It prints, per workload, seen %, lost, duplicates, right type %, latency from
 the operation to its fsynced audit line, and the pipeline's CPU per 10,000
 operations; then the highest paced rate kept up, RSS idle and peak, RSS per
 watched directory and the time to be ready on the deep tree.
-Flags after -- go to fso agent (with --server).`,
+Flags after -- go to fso up, or with --server to fso agent (say,
+-- --commit-delay 3ms).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 && o.Server == "" {
-				return usageError{fmt.Errorf("unexpected arguments %q: agent flags after -- need --server", args)}
-			}
 			o.AgentArgs = args
 			if noDeep {
 				o.DeepDirs = -1

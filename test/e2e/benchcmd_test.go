@@ -84,4 +84,15 @@ func TestBenchCommand(t *testing.T) {
 			t.Errorf("no progress on stderr: %q", errb.String())
 		}
 	})
+	// Flags after -- reach fso up; one it refuses ends the run at once,
+	// with its own words, instead of a wait for a pipeline that is gone.
+	t.Run("up flags", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		args := append(append([]string{}, benchArgs...), "--no-deep", "--dir", t.TempDir(), "--", "--commit-delay", "soon")
+		code := cli.Run(t.Context(), args, &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), `exited before the benchmark ended`) ||
+			!strings.Contains(errb.String(), `invalid argument "soon" for "--commit-delay"`) {
+			t.Fatalf("exit %d, stderr %q: want the pipeline's refusal of --commit-delay", code, errb.String())
+		}
+	})
 }
