@@ -65,6 +65,9 @@ type Recorder struct {
 	// configs are the revisions of the config records in the log: they
 	// have no agent seq, so the revision is their identity.
 	configs map[uint64]bool
+	// rejectedLines are the bad lines of bundles already written as
+	// rejected records (loop goroutine).
+	rejectedLines lineSet
 
 	wmMu    sync.Mutex
 	wmDirty map[string]uint64
@@ -304,6 +307,43 @@ func (b *bundleRef) Nak() error {
 	return b.m.Nak()
 }
 
+// lineKey is a line of a bundle: the stream seq of its message, its index.
+type lineKey struct {
+	streamSeq uint64
+	line      int
+}
+
+// lineSet remembers the last lineSetSize keys added. A bundle stays in
+// the stream while one of its lines waits for a missing seq, so it is
+// delivered again every AckWait; its bad lines, written as rejected
+// records at the first delivery, must not be written again.
+type lineSet struct {
+	seen  map[lineKey]struct{}
+	order []lineKey
+}
+
+const lineSetSize = 10_000
+
+func (s *lineSet) has(k lineKey) bool {
+	_, ok := s.seen[k]
+	return ok
+}
+
+func (s *lineSet) add(k lineKey) {
+	if s.seen == nil {
+		s.seen = map[lineKey]struct{}{}
+	}
+	if _, ok := s.seen[k]; ok {
+		return
+	}
+	if len(s.order) >= lineSetSize {
+		delete(s.seen, s.order[0])
+		s.order = s.order[1:]
+	}
+	s.seen[k] = struct{}{}
+	s.order = append(s.order, k)
+}
+
 // ackDelay is how long acks of written records may wait to be sent
 // together. The records are already fsynced, so a lost ack only means a
 // redelivery, which is dropped; grouping spares the broker an ack per
@@ -329,6 +369,7 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 	configsAdded := map[uint64]bool{}
 	var objects []*event.Diff
 	var rejected int64
+	rejectedNow := map[lineKey]bool{} // bundle lines rejected in this batch
 	reject := func(subject string, data []byte, err error, streamSeq uint64, a ackable) {
 		rj := event.NewRejected(subject, data, err, streamSeq)
 		line, _ := rj.Marshal()
@@ -387,10 +428,17 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 		if event.IsBundle(m.Subject()) {
 			bl := event.DecodeBundle(m.Subject(), m.Data())
 			ref := &bundleRef{m: m, left: len(bl)}
-			for _, l := range bl {
-				if l.Err != nil {
+			for i, l := range bl {
+				k := lineKey{streamSeq, i}
+				switch {
+				case l.Err != nil && streamSeq != 0 && (r.rejectedLines.has(k) || rejectedNow[k]):
+					acks = append(acks, ref) // rejected at an earlier delivery
+				case l.Err != nil:
 					reject(m.Subject(), l.Data, l.Err, streamSeq, ref)
-				} else {
+					if streamSeq != 0 {
+						rejectedNow[k] = true
+					}
+				default:
 					handle(l.Record, ref)
 				}
 			}
@@ -424,6 +472,9 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 			}
 			return err
 		}
+	}
+	for k := range rejectedNow {
+		r.rejectedLines.add(k)
 	}
 	r.ackq = append(r.ackq, acks...)
 	if len(r.ackq) >= 1024 {
