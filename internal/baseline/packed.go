@@ -47,7 +47,7 @@ func Pack(b Baseline) *Packed {
 	p := &Packed{}
 	var w packer
 	for _, path := range slices.Sorted(maps.Keys(b)) {
-		w.add(path, b[path])
+		w.add([]byte(path), b[path])
 	}
 	p.blob, p.restarts, p.n = w.blob, w.restarts, w.n
 	return p
@@ -64,14 +64,14 @@ type packer struct {
 	blob     []byte
 	restarts []restart
 	n        int
-	last     string
+	last     []byte
 	prev     Entry
 }
 
-func (w *packer) add(path string, e Entry) {
+func (w *packer) add(path []byte, e Entry) {
 	shared := 0
 	if w.n%restartEvery == 0 {
-		w.restarts = append(w.restarts, restart{off: len(w.blob), path: path})
+		w.restarts = append(w.restarts, restart{off: len(w.blob), path: string(path)})
 	} else {
 		for shared < len(path) && shared < len(w.last) && path[shared] == w.last[shared] {
 			shared++
@@ -90,7 +90,7 @@ func (w *packer) add(path string, e Entry) {
 	w.blob = binary.AppendVarint(w.blob, int64(e.Mode)-int64(w.prev.Mode))
 	w.blob = binary.AppendUvarint(w.blob, uint64(e.UID))
 	w.blob = binary.AppendUvarint(w.blob, uint64(e.GID))
-	w.last, w.prev = path, e
+	w.last, w.prev = append(w.last[:0], path...), e
 	w.n++
 }
 
@@ -133,21 +133,21 @@ func (c *cursor) next() bool {
 	return true
 }
 
-// seek returns a cursor on the first record whose path is not below
-// from, and false if there is none.
-func (p *Packed) seek(from string) (*cursor, bool) {
+// seek puts c on the first record whose path is not below from, and
+// returns false if there is none.
+func (p *Packed) seek(from string, c *cursor) bool {
 	// Start at the last restart at or before from: records before it are smaller.
 	i := sort.Search(len(p.restarts), func(i int) bool { return p.restarts[i].path > from })
-	c := &cursor{blob: p.blob}
+	c.blob, c.off = p.blob, 0
 	if i > 0 {
 		c.off = p.restarts[i-1].off
 	}
 	for c.next() {
 		if string(c.path) >= from {
-			return c, true
+			return true
 		}
 	}
-	return c, false
+	return false
 }
 
 // Get returns path's entry.
@@ -155,7 +155,9 @@ func (p *Packed) Get(path string) (Entry, bool) {
 	if o, ok := p.over[path]; ok {
 		return o.e, !o.gone
 	}
-	if c, ok := p.seek(path); ok && string(c.path) == path {
+	var buf [256]byte
+	c := cursor{path: buf[:0]}
+	if p.seek(path, &c) && string(c.path) == path {
 		return c.e, true
 	}
 	return Entry{}, false
@@ -197,7 +199,8 @@ func (p *Packed) Rename(old, to string) {
 func (p *Packed) below(dir string) map[string]Entry {
 	prefix := strings.TrimSuffix(dir, "/") + "/"
 	out := map[string]Entry{}
-	for c, ok := p.seek(prefix); ok && bytes.HasPrefix(c.path, []byte(prefix)); ok = c.next() {
+	var c cursor
+	for ok := p.seek(prefix, &c); ok && bytes.HasPrefix(c.path, []byte(prefix)); ok = c.next() {
 		out[string(c.path)] = c.e
 	}
 	for q, o := range p.over {
@@ -227,31 +230,32 @@ func (p *Packed) put(path string, o over) {
 
 // All calls yield with every entry, in path order.
 func (p *Packed) All(yield func(path string, e Entry) bool) {
+	p.each(func(path []byte, e Entry) bool { return yield(string(path), e) })
+}
+
+// each is All with the path in a buffer reused from one call to the next.
+func (p *Packed) each(yield func(path []byte, e Entry) bool) {
 	keys := slices.Sorted(maps.Keys(p.over))
 	c := cursor{blob: p.blob}
 	more := c.next()
+	var buf []byte
 	for more || len(keys) > 0 {
-		var path string
-		var e Entry
-		switch {
-		case len(keys) > 0 && (!more || keys[0] <= string(c.path)):
-			path = keys[0]
-			o := p.over[path]
+		if len(keys) > 0 && (!more || keys[0] <= string(c.path)) {
+			o := p.over[keys[0]]
 			if more && keys[0] == string(c.path) {
 				more = c.next() // overridden
 			}
+			buf = append(buf[:0], keys[0]...)
 			keys = keys[1:]
-			if o.gone {
-				continue
+			if !o.gone && !yield(buf, o.e) {
+				return
 			}
-			e = o.e
-		default:
-			path, e = string(c.path), c.e
-			more = c.next()
+			continue
 		}
-		if !yield(path, e) {
+		if !yield(c.path, c.e) { // before next, which reuses c.path
 			return
 		}
+		more = c.next()
 	}
 }
 
@@ -276,7 +280,7 @@ func (p *Packed) Unpack() Baseline {
 // repack folds the changes into blob.
 func (p *Packed) repack() {
 	w := packer{blob: make([]byte, 0, len(p.blob)+len(p.blob)/8)}
-	for path, e := range p.All {
+	for path, e := range p.each {
 		w.add(path, e)
 	}
 	p.blob, p.restarts, p.n, p.over = w.blob, w.restarts, w.n, nil

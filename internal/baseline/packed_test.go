@@ -112,3 +112,21 @@ func TestPackedSmall(t *testing.T) {
 		t.Logf("%d entries, %d bytes each", len(b), n/len(b))
 	}
 }
+
+// BenchmarkPackedChurn is the agent's use of its baseline in a burst of
+// creates on a 100,000-entry tree: a lookup and a set per change, with the
+// repacks that come with them.
+func BenchmarkPackedChurn(b *testing.B) {
+	base := baseline.Baseline{}
+	for i := range 100_000 {
+		base[fmt.Sprintf("/srv/data/t%04d/s%04d", i/316, i%316)] = baseline.Entry{Ino: uint64(i), Mtime: int64(i) * 1000, Ctime: int64(i) * 1000, Mode: 0o40755}
+	}
+	p := baseline.Pack(base)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		path := fmt.Sprintf("/srv/data/t%04d/new%07d", i%316, i)
+		p.Get(path)
+		p.Set(path, baseline.Entry{Ino: uint64(i), Size: 1, Mtime: int64(i), Ctime: int64(i), Mode: 0o100644})
+	}
+}
