@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,9 @@ type SetupOptions struct {
 	// broker's operator sets it (fso broker --dedupe-window); clients pass 0
 	// so that connecting never resets it.
 	DuplicateWindow time.Duration
+	// Logger hears of a step that keeps failing (every 10s while it
+	// does); nil: silent.
+	Logger *slog.Logger
 }
 
 // Replicas is the replica count Setup would choose for nc.
@@ -82,7 +86,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 		DenyPurge:   true,
 		AllowDirect: true,
 	}
-	if err := retry(ctx, func(ctx context.Context) error {
+	if err := retry(ctx, o.Logger, "stream "+Stream, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateStream(ctx, sc)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			// Another component created it meanwhile, with other settings:
@@ -116,7 +120,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 		MaxAckPending: 50000,
 		Replicas:      o.Replicas,
 	}
-	if err := retry(ctx, func(ctx context.Context) error {
+	if err := retry(ctx, o.Logger, "consumer "+RecorderDurable, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateConsumer(ctx, Stream, cc)
 		return err
 	}); err != nil {
@@ -126,7 +130,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 		{Bucket: ConfigBucket, Description: "desired agent configuration, written by the controller", History: 64, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: AgentsBucket, Description: "agent status and recorder watermarks", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 	} {
-		if err := retry(ctx, func(ctx context.Context) error {
+		if err := retry(ctx, o.Logger, "bucket "+kv.Bucket, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateKeyValue(ctx, kv)
 			return err
 		}); err != nil {
@@ -135,7 +139,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 	}
 	// Diffs larger than a message: the agent puts them here, the recorder
 	// copies them next to the audit log and deletes them.
-	if err := retry(ctx, func(ctx context.Context) error {
+	if err := retry(ctx, o.Logger, "object store "+DiffsBucket, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: DiffsBucket,
 			Description: "diffs too large for one message, until the recorder has them", Storage: jetstream.FileStorage, Replicas: o.Replicas})
 		return err
@@ -148,7 +152,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 // inheritStream fills the unset Replicas and DuplicateWindow of o from the
 // existing stream, if there is one.
 func inheritStream(ctx context.Context, js jetstream.JetStream, o *SetupOptions) {
-	_ = retry(ctx, func(ctx context.Context) error {
+	_ = retry(ctx, o.Logger, "stream "+Stream, func(ctx context.Context) error {
 		s, err := js.Stream(ctx, Stream)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil
@@ -170,8 +174,9 @@ func inheritStream(ctx context.Context, js jetstream.JetStream, o *SetupOptions)
 // retry runs f until it succeeds or ctx ends: right after a server starts
 // (or a cluster elects its meta leader) JetStream answers "not ready" for a
 // moment.
-func retry(ctx context.Context, f func(context.Context) error) error {
+func retry(ctx context.Context, logger *slog.Logger, what string, f func(context.Context) error) error {
 	var err error
+	start, said := time.Now(), time.Now()
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = f(cctx)
@@ -181,6 +186,10 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 		}
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return err
+		}
+		if logger != nil && time.Since(said) >= 10*time.Second {
+			said = time.Now()
+			logger.Warn("broker setup: still trying", "what", what, "for", time.Since(start).Round(time.Second), "err", err)
 		}
 		select {
 		case <-ctx.Done():

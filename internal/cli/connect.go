@@ -83,6 +83,9 @@ func setupWith(ctx context.Context, nc *nats.Conn, logger *slog.Logger, so broke
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	if so.Logger == nil {
+		so.Logger = logger
+	}
 	if err := broker.Setup(ctx, js, so); err != nil {
 		nc.Close()
 		return nil, nil, err

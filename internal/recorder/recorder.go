@@ -198,7 +198,7 @@ func (r *Recorder) consume(ctx context.Context, msgs chan<- jetstream.Msg) {
 func (r *Recorder) consumeOnce(ctx context.Context, msgs chan<- jetstream.Msg) error {
 	cons, err := r.js.Consumer(ctx, broker.Stream, broker.RecorderDurable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err = broker.Setup(ctx, r.js, broker.SetupOptions{}); err == nil {
+		if err = broker.Setup(ctx, r.js, broker.SetupOptions{Logger: r.logger}); err == nil {
 			cons, err = r.js.Consumer(ctx, broker.Stream, broker.RecorderDurable)
 		}
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fso-project/fso/internal/auth"
+	"github.com/fso-project/fso/internal/broker"
 )
 
 // pki is a throwaway CA with a server certificate for 127.0.0.1 and a
@@ -585,16 +586,21 @@ func TestSecurityClusterTLS(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	// A new cluster elects its leaders and the brokers create the stream
 	// (R3) concurrently: that takes several seconds.
+	// The buckets come after the stream; the probe below has 30 s for
+	// recording alone.
 	var st jetstream.Stream
 	for deadline := time.Now().Add(90 * time.Second); ; {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		st, err = js.Stream(ctx, "FSO")
+		if err == nil {
+			_, err = js.KeyValue(ctx, broker.AgentsBucket)
+		}
 		cancel()
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no FSO stream on the TLS cluster after 90 s: %v", err)
+			t.Fatalf("no FSO stream and %s bucket on the TLS cluster after 90 s: %v", broker.AgentsBucket, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
