@@ -74,8 +74,8 @@ func (w *Watcher) walk(d *dir, path string, b *batch) {
 			subdirs++
 		}
 	}
-	if cap(d.children) < subdirs {
-		d.children = slices.Grow(d.children, subdirs-len(d.children))
+	if kids := d.children(); cap(kids) < subdirs {
+		d.setChildren(slices.Grow(kids, subdirs-len(kids)))
 	}
 	for _, e := range ents {
 		if e.IsDir() {
@@ -124,7 +124,7 @@ func relocate(d *dir, r *root) {
 		return
 	}
 	d.root = r
-	for _, c := range d.children {
+	for _, c := range d.children() {
 		relocate(c, r)
 	}
 }
@@ -143,8 +143,8 @@ func (w *Watcher) detach(d *dir) {
 // drop forgets d and its subtree; with rm it also removes their watches
 // (errors are ignored: a watch may already be gone).
 func (w *Watcher) drop(d *dir, rm bool) {
-	kids := d.children
-	d.children = nil // so that the children's detach need not search it
+	kids := d.children()
+	d.sub = nil // so that the children's detach need not search it
 	for _, c := range kids {
 		w.drop(c, rm)
 	}

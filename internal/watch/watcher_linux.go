@@ -73,23 +73,47 @@ type root struct {
 // dir is one armed directory, in a tree per root that mirrors the file
 // system, so that a rename moves a whole subtree at once.
 type dir struct {
-	wd       int32
-	gen      uint32 // the walk that last armed it; see resync
-	root     *root
-	parent   *dir // nil for a root's own directory
-	name     string
-	children []*dir // sorted by name: a slice costs a pointer per child, a map three times that
+	wd     int32
+	gen    uint32 // the walk that last armed it; see resync
+	root   *root
+	parent *dir // nil for a root's own directory
+	name   string
+	// sub holds the subdirectories sorted by name (a slice costs a pointer
+	// per child, a map three times that), behind a pointer that stays nil
+	// for the many directories without any: 8 bytes instead of a 24-byte
+	// slice header puts a dir in the 48-byte size class instead of 64.
+	sub *[]*dir
 }
 
-// find returns where name is, or would be, in d.children.
+// children returns d's subdirectories, sorted by name.
+func (d *dir) children() []*dir {
+	if d.sub == nil {
+		return nil
+	}
+	return *d.sub
+}
+
+// setChildren makes s d's subdirectories; an empty s frees the room.
+func (d *dir) setChildren(s []*dir) {
+	switch {
+	case len(s) == 0 && cap(s) == 0:
+		d.sub = nil
+	case d.sub == nil:
+		d.sub = &s
+	default:
+		*d.sub = s
+	}
+}
+
+// find returns where name is, or would be, in d.children().
 func (d *dir) find(name string) (int, bool) {
-	return slices.BinarySearchFunc(d.children, name, func(c *dir, n string) int { return strings.Compare(c.name, n) })
+	return slices.BinarySearchFunc(d.children(), name, func(c *dir, n string) int { return strings.Compare(c.name, n) })
 }
 
 // child returns d's subdirectory name, if it is watched.
 func (d *dir) child(name string) *dir {
 	if i, ok := d.find(name); ok {
-		return d.children[i]
+		return d.children()[i]
 	}
 	return nil
 }
@@ -98,16 +122,20 @@ func (d *dir) child(name string) *dir {
 func (d *dir) setChild(c *dir) {
 	i, ok := d.find(c.name)
 	if ok {
-		d.children[i] = c
+		d.children()[i] = c
 		return
 	}
-	d.children = slices.Insert(d.children, i, c)
+	d.setChildren(slices.Insert(d.children(), i, c))
 }
 
 // removeChild takes c out of d, if it is there.
 func (d *dir) removeChild(c *dir) {
-	if i, ok := d.find(c.name); ok && d.children[i] == c {
-		d.children = slices.Delete(d.children, i, i+1)
+	if i, ok := d.find(c.name); ok && d.children()[i] == c {
+		kids := slices.Delete(d.children(), i, i+1)
+		if len(kids) == 0 {
+			kids = nil
+		}
+		d.setChildren(kids)
 	}
 }
 
