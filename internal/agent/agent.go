@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -202,8 +201,6 @@ type Agent struct {
 	live     liveConfig  // the controller's configuration (config.go)
 	diffs    *differ     // important files' snapshots (important.go); collect goroutine
 
-	restoreGC func() // ends the start's tighter GC (tightGC); set before collect starts
-
 	// Owned by the collect goroutine.
 	base      *baseline.Packed
 	baseDirty bool
@@ -241,22 +238,6 @@ func New(cfg Config, js jetstream.JetStream, logger *slog.Logger) (*Agent, error
 	}
 	return a, nil
 }
-
-// tightGC has the collector run at startGCPercent, unless it is already
-// tighter or off, until the returned func is called (once or more).
-func tightGC() (restore func()) {
-	prev := debug.SetGCPercent(startGCPercent)
-	if prev <= startGCPercent { // tighter, off, or another agent's start in this process
-		debug.SetGCPercent(prev)
-		return func() {}
-	}
-	return sync.OnceFunc(func() { debug.SetGCPercent(prev) })
-}
-
-// startGCPercent is GOGC while arming the trees at start: at 25, the
-// resident memory after the start on 100,000 directories is ~4 MB (10 %)
-// lower than at the default 100, for ~0.1 s more CPU.
-const startGCPercent = 25
 
 // Run watches until ctx ends, then stops watching, publishes what it
 // observed and waits up to DrainTimeout for it to be recorded.
@@ -326,12 +307,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	// Arming a large tree and taking its baseline make about as much
-	// garbage as they keep; collecting it sooner packs what stays into
-	// fewer pages, so that more of them go back to the kernel after the
-	// start rescan (see rescan). The usual pace returns after it.
-	a.restoreGC = tightGC()
-	defer a.restoreGC()
 	a.mu.Lock()
 	a.startWalk = newStartWalk()
 	a.mu.Unlock()
@@ -501,7 +476,6 @@ func (a *Agent) collect(w *watch.Watcher) error {
 			return err
 		}
 	}
-	a.restoreGC()
 	defer a.saveBaseline()
 	co := newCoalescer(a.cfg.Debounce)
 	timer := time.NewTimer(time.Hour)
