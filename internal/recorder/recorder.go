@@ -76,6 +76,7 @@ type Recorder struct {
 	statsMu  sync.Mutex
 	written  int64
 	rejected int64
+	syncs    int64 // of the audit log
 	// statusPut is the status last put (status.go).
 	statusPut Status
 
@@ -484,6 +485,9 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 	r.statsMu.Lock()
 	r.written += int64(len(lines))
 	r.rejected += rejected
+	if len(lines) > 0 {
+		r.syncs++
+	}
 	r.statsMu.Unlock()
 	r.wroteLines(len(lines))
 	if len(touched) > 0 || rejected > 0 { // the watermark publisher also puts the status

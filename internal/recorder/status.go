@@ -12,20 +12,23 @@ import (
 func StatusKey(name string) string { return "recorder." + name }
 
 // Status is what the recorder publishes about itself at StatusKey: how
-// many records it wrote and how many messages it rejected (each one an
-// alert: see the log line "alert: message rejected").
+// many records it wrote, how many messages it rejected (each one an
+// alert: see the log line "alert: message rejected"), and how many fsyncs
+// of the audit log that took (written ÷ syncs is the records per fsync).
 type Status struct {
 	Name      string    `json:"name"`
 	Written   int64     `json:"written"`
 	Rejected  int64     `json:"rejected"`
+	Syncs     int64     `json:"syncs"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // flushStatus puts the status when its counters changed since the last put.
 func (r *Recorder) flushStatus(ctx context.Context, kv jetstream.KeyValue) {
 	r.statsMu.Lock()
-	st := Status{Name: r.cfg.Checkpoints.Name, Written: r.written, Rejected: r.rejected}
-	changed := st.Written != r.statusPut.Written || st.Rejected != r.statusPut.Rejected || r.statusPut.Name == ""
+	st := Status{Name: r.cfg.Checkpoints.Name, Written: r.written, Rejected: r.rejected, Syncs: r.syncs}
+	changed := st.Written != r.statusPut.Written || st.Rejected != r.statusPut.Rejected || st.Syncs != r.statusPut.Syncs ||
+		r.statusPut.Name == ""
 	r.statsMu.Unlock()
 	if !changed {
 		return
