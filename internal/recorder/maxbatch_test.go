@@ -1,9 +1,7 @@
 package recorder_test
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -24,19 +22,7 @@ func TestMaxBatchCountsRecords(t *testing.T) {
 		s := 8*i + 1
 		publish(t, js, bundle("a", s, s+1, s+2, s+3, s+4, s+5, s+6, s+7))
 	}
-	r, err := recorder.New(recorder.Config{AuditDir: dir, MaxBatch: 10}, js, slog.New(slog.NewTextHandler(t.Output(), nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("recorder: %v", err)
-		}
-	}()
+	startWith(t, b, recorder.Config{AuditDir: dir, MaxBatch: 10})
 	waitLines(t, dir, 160)
 	kv, err := js.KeyValue(t.Context(), broker.AgentsBucket)
 	if err != nil {

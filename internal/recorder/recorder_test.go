@@ -41,7 +41,14 @@ type line struct {
 
 func start(t *testing.T, b *brokertest.Broker, dir string) context.CancelFunc {
 	t.Helper()
-	r, err := recorder.New(recorder.Config{AuditDir: dir}, b.JetStream(t), slog.New(slog.NewTextHandler(t.Output(), nil)))
+	return startWith(t, b, recorder.Config{AuditDir: dir})
+}
+
+// startWith runs a recorder with cfg until the returned func or the end
+// of the test.
+func startWith(t *testing.T, b *brokertest.Broker, cfg recorder.Config) context.CancelFunc {
+	t.Helper()
+	r, err := recorder.New(cfg, b.JetStream(t), slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
