@@ -47,9 +47,10 @@ type Config struct {
 	// is reported anyway; default 50ms. Closing the file reports it at once.
 	Debounce time.Duration
 	// CommitDelay is how long changes may wait for others to share their
-	// spool fsync and publish when changes are arriving steadily (the last
-	// batch was recorded less than 10 commit delays ago); an isolated
-	// change never waits. Default 1ms; negative: never wait.
+	// spool fsync and publish when changes are arriving steadily (the
+	// kernel delivered the last ones less than 10 commit delays ago): the
+	// watcher pauses this long between reads (watch.Options.ReadPause). An
+	// isolated change never waits. Default 4ms; negative: never wait.
 	CommitDelay time.Duration
 	// PublishWindow bounds records awaiting the broker's ack; default 4096.
 	PublishWindow int
@@ -105,7 +106,7 @@ func (c *Config) setDefaults() {
 		c.Debounce = 50 * time.Millisecond
 	}
 	if c.CommitDelay == 0 {
-		c.CommitDelay = time.Millisecond
+		c.CommitDelay = 4 * time.Millisecond
 	}
 	if c.PublishWindow == 0 {
 		c.PublishWindow = 4096
@@ -303,7 +304,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.logger.Info("spool opened", "next_seq", a.sp.NextSeq(), "unrecorded", a.sp.Stats().Entries)
 	}
 
-	w, err := watch.New(watch.Options{Logger: a.logger})
+	// The commit delay is a pause between reads: changes arriving
+	// steadily gather in the kernel's queue and become one batch, one
+	// spool fsync and one publish, without a thread waking for each.
+	w, err := watch.New(watch.Options{Logger: a.logger, ReadPause: max(a.cfg.CommitDelay, 0)})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -488,24 +492,14 @@ func (a *Agent) collect(w *watch.Watcher) error {
 	const maxBatch = 1024
 	var backlog []watch.Event
 	errs := w.Errors()
-	// Commit delay (group commit): while changes arrive steadily, the
-	// first of a batch waits up to CommitDelay for company, so a paced
-	// stream shares fsyncs and publishes instead of paying them per change.
-	var held, lastRecord time.Time
-	commit := time.NewTimer(time.Hour)
-	commit.Stop()
-	defer commit.Stop()
-	// flushHeld records changes waiting for company before anything that
-	// must see them recorded first (a rescan compares with the baseline
-	// they update).
-	flushHeld := func() error {
-		held = time.Time{}
+	// flushChanges records what is ready before anything that must see it
+	// recorded first (a rescan compares with the baseline it updates).
+	flushChanges := func() error {
 		if len(changes) == 0 {
 			return nil
 		}
 		err := a.record(w, changes)
 		changes = changes[:0]
-		lastRecord = time.Now()
 		return err
 	}
 	for {
@@ -515,13 +509,8 @@ func (a *Agent) collect(w *watch.Watcher) error {
 			timer.Reset(time.Until(d))
 			tc = timer.C
 		}
-		var cc <-chan time.Time
-		if !held.IsZero() {
-			cc = commit.C
-		}
 		if len(backlog) == 0 {
 			select {
-			case <-cc:
 			case <-q.ready:
 				batches, done := q.take()
 				if done {
@@ -539,7 +528,7 @@ func (a *Agent) collect(w *watch.Watcher) error {
 				}
 				changes = co.due(time.Now(), changes)
 			case <-a.rescanReq:
-				if err := flushHeld(); err != nil {
+				if err := flushChanges(); err != nil {
 					return err
 				}
 				if err := a.rescan(w, time.Now(), true, "root armed"); err != nil {
@@ -551,7 +540,7 @@ func (a *Agent) collect(w *watch.Watcher) error {
 				gap := len(a.gaps) > 0
 				a.gapMu.Unlock()
 				if gap || len(changes) > 0 { // a gap record waits for room in the spool
-					if err := flushHeld(); err != nil {
+					if err := flushChanges(); err != nil {
 						return err
 					}
 					if err := a.record(w, nil); err != nil {
@@ -594,19 +583,7 @@ func (a *Agent) collect(w *watch.Watcher) error {
 				overflow = c.at
 			}
 		}
-		if delay := a.cfg.CommitDelay; delay > 0 && len(changes) > 0 && len(changes) < maxBatch &&
-			overflow.IsZero() && len(backlog) == 0 {
-			now := time.Now()
-			if held.IsZero() && now.Sub(lastRecord) < 10*delay {
-				held = now
-				commit.Reset(delay)
-			}
-			if !held.IsZero() && now.Sub(held) < delay {
-				continue
-			}
-		}
-		commit.Stop()
-		if err := flushHeld(); err != nil {
+		if err := flushChanges(); err != nil {
 			return err
 		}
 		if !overflow.IsZero() && pendingRescan.IsZero() {

@@ -50,5 +50,6 @@ func newBrokerCmd(g *globals) *cobra.Command {
 	addBrokerFlags(cmd, &c)
 	cmd.Flags().IntVar(&so.Replicas, "replicas", 0, "replicas of the FSO stream and buckets when this broker creates them (default 1, or 3 with --cluster and two or more --routes)")
 	cmd.Flags().DurationVar(&so.DuplicateWindow, "dedupe-window", 0, "how long the stream remembers message ids to drop duplicate publishes (default 2m)")
+	addProfileFlags(cmd)
 	return cmd
 }

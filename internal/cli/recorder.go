@@ -45,5 +45,6 @@ func newRecorderCmd(g *globals) *cobra.Command {
 	cmd.Flags().Int64Var(&c.Checkpoints.Every, "checkpoint-every", 10000, "write a signed checkpoint after this many records")
 	cmd.Flags().DurationVar(&c.Checkpoints.Interval, "checkpoint-interval", time.Minute, "write a signed checkpoint at least this often while records arrive")
 	cmd.AddCommand(newRecorderPubkeyCmd())
+	addProfileFlags(cmd)
 	return cmd
 }

@@ -512,12 +512,12 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 // here, so an agent never trims what is not durable.
 func (r *Recorder) publishWatermarks(ctx context.Context, kv jetstream.KeyValue) {
 	for {
-		r.flushWatermarks(ctx, kv)
+		r.flushWatermarks(ctx, kv, false)
 		select {
 		case <-ctx.Done():
 			// A last put, so a stopping agent sees its final records durable.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			r.flushWatermarks(fctx, kv)
+			r.flushWatermarks(fctx, kv, true)
 			cancel()
 			return
 		case <-r.wmWake:
@@ -531,12 +531,12 @@ func (r *Recorder) publishWatermarks(ctx context.Context, kv jetstream.KeyValue)
 	}
 }
 
-func (r *Recorder) flushWatermarks(ctx context.Context, kv jetstream.KeyValue) {
+func (r *Recorder) flushWatermarks(ctx context.Context, kv jetstream.KeyValue, final bool) {
 	r.wmMu.Lock()
 	dirty := r.wmDirty
 	r.wmDirty = map[string]uint64{}
 	r.wmMu.Unlock()
-	r.flushStatus(ctx, kv)
+	r.flushStatus(ctx, kv, final)
 	for a, wm := range dirty {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := kv.Put(pctx, "recorded."+a, []byte(strconv.FormatUint(wm, 10)))

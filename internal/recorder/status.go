@@ -23,14 +23,20 @@ type Status struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// statusEvery is the least time between two status puts, except the last.
+const statusEvery = time.Second
+
 // flushStatus puts the status when its counters changed since the last put.
-func (r *Recorder) flushStatus(ctx context.Context, kv jetstream.KeyValue) {
+func (r *Recorder) flushStatus(ctx context.Context, kv jetstream.KeyValue, final bool) {
 	r.statsMu.Lock()
 	st := Status{Name: r.cfg.Checkpoints.Name, Written: r.written, Rejected: r.rejected, Syncs: r.syncs}
 	changed := st.Written != r.statusPut.Written || st.Rejected != r.statusPut.Rejected || st.Syncs != r.statusPut.Syncs ||
 		r.statusPut.Name == ""
 	r.statsMu.Unlock()
-	if !changed {
+	// At most every statusEvery while the counters move (a put costs the
+	// broker a stored message and its watchers a delivery), and at once
+	// when the recorder stops.
+	if !changed || (!final && time.Since(r.statusPut.UpdatedAt) < statusEvery) {
 		return
 	}
 	st.UpdatedAt = time.Now().UTC()

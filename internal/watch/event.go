@@ -95,6 +95,12 @@ type Options struct {
 	// its IN_MOVED_TO in the next read before it becomes a moved-out Remove;
 	// default 5ms.
 	MovePairTimeout time.Duration
+	// ReadPause groups a steady stream of changes: after a read that
+	// returned events less than ten pauses after the one before, the next
+	// read waits this long, so that it returns what the kernel queued
+	// meanwhile. An isolated change is read at once. Zero (the default)
+	// reads as soon as events are queued.
+	ReadPause time.Duration
 	// Logger receives warnings (unwatched directories, overflows, lost roots);
 	// nil discards them.
 	Logger *slog.Logger
