@@ -202,6 +202,16 @@ var eventHead = []byte(`{"kind":"` + KindEvent + `",`)
 // decodeEvent validates one event record and re-encodes it; the caller
 // checks it against the subject.
 func decodeEvent(data []byte) (Record, error) {
+	if e, ok := decodeFast(data); ok && e.validate() == nil && e.Kind == KindEvent && e.PathB64 == "" && e.OldPathB64 == "" {
+		// data is appendJSON's encoding of e, and e's paths are plain:
+		// Marshal would give data back.
+		return Record{Kind: KindEvent, Agent: e.Agent, Seq: e.Seq, Event: &e, JSON: bytes.Clone(data)}, nil
+	}
+	return decodeStrict(data)
+}
+
+// decodeStrict is decodeEvent through encoding/json.
+func decodeStrict(data []byte) (Record, error) {
 	var e Event
 	err := strict(data, &e)
 	if err == nil {
