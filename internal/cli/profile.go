@@ -5,16 +5,19 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 
 	"github.com/spf13/cobra"
 )
 
-// addProfileFlags gives cmd the hidden --cpuprofile and --memprofile flags:
-// pprof profiles of the whole run, written when it returns. They are for
+// addProfileFlags gives cmd the hidden --cpuprofile, --memprofile and --trace
+// flags: pprof profiles and an execution trace of the whole run, written when it returns. They are for
 // performance work (docs/performance.md), not for users.
 func addProfileFlags(cmd *cobra.Command) {
-	var cpu, mem string
+	var cpu, mem, tr string
 	cmd.Flags().StringVar(&cpu, "cpuprofile", "", "write a CPU profile of the run to `FILE`")
+	cmd.Flags().StringVar(&tr, "trace", "", "write an execution trace of the run to `FILE`")
+	cmd.Flags().MarkHidden("trace")
 	cmd.Flags().StringVar(&mem, "memprofile", "", "write a heap profile when the run is asked to stop to `FILE`")
 	cmd.Flags().MarkHidden("cpuprofile")
 	cmd.Flags().MarkHidden("memprofile")
@@ -30,6 +33,17 @@ func addProfileFlags(cmd *cobra.Command) {
 				return fmt.Errorf("--cpuprofile: %w", err)
 			}
 			defer pprof.StopCPUProfile()
+		}
+		if tr != "" {
+			f, err := os.Create(tr)
+			if err != nil {
+				return fmt.Errorf("--trace: %w", err)
+			}
+			defer f.Close()
+			if err := trace.Start(f); err != nil {
+				return fmt.Errorf("--trace: %w", err)
+			}
+			defer trace.Stop()
 		}
 		if mem != "" {
 			// Taken when the stop is asked for, before anything is torn
