@@ -173,3 +173,63 @@ func TestSyncFailsCreatingSegment(t *testing.T) {
 		t.Errorf("verify: %+v, %v", rep, err)
 	}
 }
+
+// TestReserveAhead: Sync reserves space well past the batch, so that most
+// batches need no allocation of their own, and gives what is left back when
+// the segment is done; a disk too full for the step still takes a batch
+// that fits.
+func TestReserveAhead(t *testing.T) {
+	blocks := func(path string) int64 {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Blocks * 512
+	}
+	dir := t.TempDir()
+	w, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), SegmentBytes: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append(record(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	first := segPath(dir, 1)
+	if b := blocks(first); b < reserveStep {
+		t.Fatalf("after one small batch, %d bytes allocated, want the %d-byte step reserved", b, reserveStep)
+	}
+	for seq := 2; w.seg == 1; seq++ { // past SegmentBytes: the next segment
+		if err := w.Append(record(seq)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Stat(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := blocks(first); b >= reserveStep || b < fi.Size() {
+		t.Errorf("finished segment of %d bytes holds %d bytes of disk, want its size rounded to blocks", fi.Size(), b)
+	}
+	w.Close()
+
+	// Less room than a step, enough for a batch.
+	mnt := mountTmpfs(t, 512<<10)
+	w, err = Open(filepath.Join(mnt, "audit"), Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Append(record(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatalf("a batch that fits the disk: %v", err)
+	}
+}

@@ -65,7 +65,8 @@ type Writer struct {
 	bufHead  [hexLen]byte // hash of the last line in buf (or head)
 	closed   bool
 
-	noFallocate bool // tests: reach the partial-write path
+	noFallocate bool  // tests: reach the partial-write path
+	reserved    int64 // the segment's space is allocated up to here
 }
 
 // Open opens the audit log in dir for appending, creating dir (0750) if
@@ -318,11 +319,27 @@ func (w *Writer) drop() {
 // rotate closes the current segment; the next Sync creates the next one.
 func (w *Writer) rotate() {
 	if w.f != nil {
+		w.release()
 		if err := w.f.Close(); err != nil {
 			w.log.Warn("close segment", "segment", segName(w.seg), "err", err)
 		}
 	}
-	w.f, w.seg, w.size, w.lines = nil, w.seg+1, 0, 0
+	w.f, w.seg, w.size, w.lines, w.reserved = nil, w.seg+1, 0, 0, 0
+}
+
+// reserveStep is how much space past the end of the segment Sync reserves
+// at a time.
+const reserveStep = 1 << 20
+
+// release gives back the space reserved past the end of the segment:
+// truncating to the size frees the blocks beyond it.
+func (w *Writer) release() {
+	if w.reserved > w.size {
+		if err := w.f.Truncate(w.size); err != nil {
+			w.log.Warn("release reserved space", "segment", segName(w.seg), "err", err)
+		}
+	}
+	w.reserved = 0
 }
 
 // write makes the buffered lines durable or leaves the segment at its
@@ -342,12 +359,22 @@ func (w *Writer) write() error {
 		}
 	}
 	fd := int(w.f.Fd())
-	if !w.noFallocate {
+	if end := w.size + int64(len(w.buf)); !w.noFallocate && end > w.reserved {
 		// Reserve the space first, so that a full disk refuses the whole
-		// batch instead of taking part of it.
-		err := unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, w.size, int64(len(w.buf)))
-		if err != nil && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("allocate %s: %w", path, err)
+		// batch instead of taking part of it. Ahead, reserveStep at a time:
+		// an fallocate per batch cost more CPU than its fdatasync's
+		// journal work otherwise does. Near a full disk, just the batch.
+		err := unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, w.size, max(int64(len(w.buf)), reserveStep))
+		w.reserved = w.size + max(int64(len(w.buf)), reserveStep)
+		if errors.Is(err, unix.ENOSPC) && int64(len(w.buf)) < reserveStep {
+			err = unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, w.size, int64(len(w.buf)))
+			w.reserved = end
+		}
+		if err != nil {
+			w.reserved = 0
+			if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("allocate %s: %w", path, err)
+			}
 		}
 	}
 	if _, err := w.f.WriteAt(w.buf, w.size); err != nil {
@@ -375,6 +402,7 @@ func (w *Writer) undo(err error) error {
 }
 
 func (w *Writer) truncate() error {
+	w.reserved = 0 // the truncate frees it
 	if err := w.f.Truncate(w.size); err != nil {
 		return unwrapPath(err)
 	}
@@ -417,6 +445,7 @@ func (w *Writer) Close() error {
 	w.buf = nil
 	var errs []error
 	if w.f != nil {
+		w.release()
 		errs = append(errs, w.f.Close())
 	}
 	errs = append(errs, w.dirf.Close())
