@@ -50,7 +50,7 @@ type Config struct {
 	// spool fsync and publish when changes are arriving steadily (the
 	// kernel delivered the last ones less than 10 commit delays ago): the
 	// watcher pauses this long between reads (watch.Options.ReadPause). An
-	// isolated change never waits. Default 4ms; negative: never wait.
+	// isolated change never waits. Default 6ms; negative: never wait.
 	CommitDelay time.Duration
 	// PublishWindow bounds records awaiting the broker's ack; default 4096.
 	PublishWindow int
@@ -106,7 +106,7 @@ func (c *Config) setDefaults() {
 		c.Debounce = 50 * time.Millisecond
 	}
 	if c.CommitDelay == 0 {
-		c.CommitDelay = 4 * time.Millisecond
+		c.CommitDelay = 6 * time.Millisecond
 	}
 	if c.PublishWindow == 0 {
 		c.PublishWindow = 4096
