@@ -50,7 +50,8 @@ type Config struct {
 	// spool fsync and publish when changes are arriving steadily (the
 	// kernel delivered the last ones less than 10 commit delays ago): the
 	// watcher pauses this long between reads (watch.Options.ReadPause). An
-	// isolated change never waits. Default 6ms; negative: never wait.
+	// isolated change never waits. Default 6ms, at most MaxCommitDelay;
+	// negative: never wait.
 	CommitDelay time.Duration
 	// PublishWindow bounds records awaiting the broker's ack; default 4096.
 	PublishWindow int
@@ -94,6 +95,9 @@ type Config struct {
 	BaselineInterval time.Duration
 	Spool            spool.Options
 }
+
+// MaxCommitDelay bounds Config.CommitDelay.
+const MaxCommitDelay = 100 * time.Millisecond
 
 func (c *Config) setDefaults() {
 	if c.Host == "" {
@@ -141,6 +145,11 @@ func (c *Config) Validate() error {
 	}
 	if c.StateDir == "" {
 		return errors.New("agent: --state is required")
+	}
+	if c.CommitDelay > MaxCommitDelay {
+		// The kernel's queue holds the changes meanwhile: a long pause
+		// would overflow it (16,384 events by default) at modest rates.
+		return fmt.Errorf("agent: --commit-delay %v: want at most %v", c.CommitDelay, MaxCommitDelay)
 	}
 	if err := validateDiffConfig(c); err != nil {
 		return fmt.Errorf("agent: %w", err)

@@ -25,7 +25,7 @@ func TestCommitDelaySharesFsyncs(t *testing.T) {
 		delay  time.Duration
 		shared bool // the paced changes share fsyncs
 	}{
-		{"delay", time.Second, true},
+		{"delay", agent.MaxCommitDelay, true},
 		{"none", -1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,7 +93,7 @@ func TestCommitDelaySharesFsyncs(t *testing.T) {
 			chmod(0, 0o600)
 			before := published(1)
 			for i := range n {
-				time.Sleep(20 * time.Millisecond) // each change its own kernel read
+				time.Sleep(8 * time.Millisecond) // without a pause, each change its own kernel read
 				chmod(i, 0o640)
 			}
 			after := published(1 + n)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/fso-project/fso/internal/event"
@@ -55,5 +56,13 @@ func TestRootValidate(t *testing.T) {
 	c := Config{ID: "a", StateDir: "/s", Roots: []Root{{Path: "/a"}, {Path: "/a/b"}}}
 	if err := c.Validate(); err == nil {
 		t.Error("overlapping roots accepted")
+	}
+	c = Config{ID: "a", StateDir: "/s", CommitDelay: MaxCommitDelay}
+	if err := c.Validate(); err != nil {
+		t.Errorf("commit delay %v: %v", c.CommitDelay, err)
+	}
+	c.CommitDelay++
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--commit-delay") {
+		t.Errorf("commit delay %v: %v, want it refused", c.CommitDelay, err)
 	}
 }

@@ -332,9 +332,11 @@ func (w *Writer) rotate() {
 const reserveStep = 1 << 20
 
 // release gives back the space reserved past the end of the segment:
-// truncating to the size frees the blocks beyond it.
+// truncating to the size frees the blocks beyond it. Always, not only when
+// Sync reserved more than it wrote: a partly failed fallocate, or a run
+// that crashed, may have left blocks there too.
 func (w *Writer) release() {
-	if w.reserved > w.size {
+	if !w.noFallocate {
 		if err := w.f.Truncate(w.size); err != nil {
 			w.log.Warn("release reserved space", "segment", segName(w.seg), "err", err)
 		}
@@ -366,7 +368,7 @@ func (w *Writer) write() error {
 		// journal work otherwise does. Near a full disk, just the batch.
 		err := unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, w.size, max(int64(len(w.buf)), reserveStep))
 		w.reserved = w.size + max(int64(len(w.buf)), reserveStep)
-		if errors.Is(err, unix.ENOSPC) && int64(len(w.buf)) < reserveStep {
+		if (errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)) && int64(len(w.buf)) < reserveStep {
 			err = unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, w.size, int64(len(w.buf)))
 			w.reserved = end
 		}

@@ -3,6 +3,7 @@ package watch_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,7 +12,8 @@ import (
 
 // TestReadPause: with a read pause, changes arriving steadily are read
 // together, in one batch, instead of one read each; without it, changes
-// 50ms apart are batches of their own. Close ends a pause at once.
+// 50ms apart are batches of their own. Close ends a pause at once, and
+// hands over what the kernel queued during it.
 func TestReadPause(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -82,6 +84,16 @@ func TestReadPause(t *testing.T) {
 			if tc.pause > 0 {
 				touch(t, filepath.Join(root, "f")) // the read after it pauses
 				until(t, w, 10*time.Second, isCreate(filepath.Join(root, "f")))
+				// Made during the pause: Close must still hand it over.
+				touch(t, filepath.Join(root, "g"))
+				rest := make(chan []watch.Event, 1)
+				go func() {
+					var all []watch.Event
+					for b := range w.Events() {
+						all = append(all, b...)
+					}
+					rest <- all
+				}()
 				closed := time.Now()
 				w.Close()
 				if err := <-ran; err != nil {
@@ -89,6 +101,9 @@ func TestReadPause(t *testing.T) {
 				}
 				if d := time.Since(closed); d > tc.pause/2 {
 					t.Errorf("Close took %v: it waited for the pause (%v) to end", d, tc.pause)
+				}
+				if all := <-rest; !slices.ContainsFunc(all, isCreate(filepath.Join(root, "g"))) {
+					t.Errorf("a change made during the pause cut short by Close was not delivered: %v", all)
 				}
 			} else {
 				w.Close()

@@ -528,13 +528,50 @@ func (w *Watcher) loop(ctx context.Context) error {
 			select {
 			case <-pause.C:
 			case <-w.stop:
+				w.final(buf, carry)
 				return nil
 			case <-ctx.Done():
+				w.final(buf, carry)
 				return nil
 			}
 		}
 	}
 }
+
+// final hands over, when a stop cuts a pause short, what the kernel queued
+// during it (one read), so that changes made before the stop are reported
+// as they happened rather than left to the next start's rescan. The
+// consumer took the batch before the pause, so it is reading; it gets
+// finalWait to take this one.
+func (w *Watcher) final(buf []byte, carry *rawEvent) {
+	var recs []rawEvent
+	if carry != nil {
+		recs = append(recs, *carry)
+	}
+	if nr, err := unix.Read(w.fd, buf); err == nil && nr > 0 {
+		recs = parse(recs, buf[:nr], time.Now())
+	}
+	if len(recs) == 0 {
+		return
+	}
+	b := w.process(recs)
+	if b.carry != nil { // no read will pair it now: a move out of the tree
+		b.events = append(b.events, w.process([]rawEvent{*b.carry}).events...)
+	}
+	if len(b.events) == 0 {
+		return
+	}
+	t := time.NewTimer(finalWait)
+	defer t.Stop()
+	select {
+	case w.events <- b.events:
+	case <-t.C:
+	}
+}
+
+// finalWait bounds how long Run's return may wait for the consumer to take
+// the last batch.
+const finalWait = 100 * time.Millisecond
 
 // wait re-arms the inotify descriptor in w.ep and waits until it is
 // readable, or the read deadline of w.file passes (os.ErrDeadlineExceeded).
