@@ -549,7 +549,9 @@ func (r *Recorder) flushWatermarks(ctx context.Context, kv jetstream.KeyValue, f
 				r.wmDirty[a] = wm
 			}
 			r.wmMu.Unlock()
-			r.logger.Warn("publish watermark", "agent", a, "err", err)
+			if ctx.Err() == nil { // else stopping: the final put follows
+				r.logger.Warn("publish watermark", "agent", a, "err", err)
+			}
 		}
 	}
 }

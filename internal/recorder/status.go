@@ -44,7 +44,9 @@ func (r *Recorder) flushStatus(ctx context.Context, kv jetstream.KeyValue, final
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := kv.Put(pctx, StatusKey(st.Name), b); err != nil {
-		r.logger.Warn("publish recorder status", "err", err)
+		if ctx.Err() == nil { // else stopping: the final put follows
+			r.logger.Warn("publish recorder status", "err", err)
+		}
 		return
 	}
 	r.statsMu.Lock()
