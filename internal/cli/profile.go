@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -23,27 +24,26 @@ func addProfileFlags(cmd *cobra.Command) {
 	cmd.Flags().MarkHidden("memprofile")
 	run := cmd.RunE
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		if cpu != "" {
-			f, err := os.Create(cpu)
+		for _, r := range []struct {
+			flag, path string
+			start      func(io.Writer) error
+			stop       func()
+		}{
+			{"--cpuprofile", cpu, pprof.StartCPUProfile, pprof.StopCPUProfile},
+			{"--trace", tr, trace.Start, trace.Stop},
+		} {
+			if r.path == "" {
+				continue
+			}
+			f, err := os.Create(r.path)
 			if err != nil {
-				return fmt.Errorf("--cpuprofile: %w", err)
+				return fmt.Errorf("%s: %w", r.flag, err)
 			}
 			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return fmt.Errorf("--cpuprofile: %w", err)
+			if err := r.start(f); err != nil {
+				return fmt.Errorf("%s: %w", r.flag, err)
 			}
-			defer pprof.StopCPUProfile()
-		}
-		if tr != "" {
-			f, err := os.Create(tr)
-			if err != nil {
-				return fmt.Errorf("--trace: %w", err)
-			}
-			defer f.Close()
-			if err := trace.Start(f); err != nil {
-				return fmt.Errorf("--trace: %w", err)
-			}
-			defer trace.Stop()
+			defer r.stop()
 		}
 		if mem != "" {
 			// Taken when the stop is asked for, before anything is torn
