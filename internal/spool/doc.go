@@ -2,7 +2,7 @@
 // has not yet made durable, and the keeper of the agent's per-agent seq.
 //
 // The agent gives each record the next seq ([Spool.NextSeq]), appends a batch
-// with [Spool.Append] (one fsync per call: group commit), and only then
+// with [Spool.Append] (one fsync or fdatasync per call: group commit), and only then
 // publishes it. [Spool.Read] returns what is still to be sent, in seq order;
 // [Spool.Trim] forgets what the recorder's watermark covers. After a restart,
 // [Open] rebuilds the index from the segment files and everything not trimmed
@@ -17,6 +17,12 @@
 // split across segments. A segment is created as <name>.tmp, its header is
 // fsynced, and it is renamed into place and the directory fsynced, so a
 // segment file always starts with a complete header.
+//
+// The newest segment is filled with zeros a MiB ahead of its last frame (not
+// past SegmentBytes). An append then overwrites blocks the file already has,
+// and fdatasync need not commit a new file size to the journal; only the
+// append that extends the zeros fsyncs. A segment that is rolled over, and
+// the newest one on Close, is truncated to its last frame.
 //
 // Trim deletes whole segment files whose records are all trimmed, oldest
 // first, but never the newest segment: its header and records carry the
@@ -64,8 +70,11 @@
 //
 // # Recovery
 //
-// [Open] reads and checks every segment. A bad region at the end of the
-// newest segment (a torn append: partial frame, bad checksum, zero fill,
+// [Open] reads and checks every segment. Zeros from the last frame to the end
+// of a segment are preallocation: the newest segment keeps them, an older one
+// (a crash before its release) is truncated. An append that wrote nothing
+// before a crash looks the same, and was never published. A bad region at
+// the end of the newest segment (a torn append: partial frame, bad checksum,
 // garbage) is truncated away and logged: that append never returned, so its
 // records were never published. Good frames after the bad one still belong to
 // the torn tail when they are of the same batch, since a crash may write a
@@ -94,5 +103,6 @@
 //
 // [Options.MaxBytes] bounds the encoded size of the untrimmed records; disk
 // use can exceed it by the trimmed part of the oldest and newest segments
-// (less than two segments), plus 32 bytes per segment.
+// (less than two segments), plus 32 bytes per segment and the newest
+// segment's preallocation (at most 1 MiB).
 package spool

@@ -127,6 +127,11 @@ func (s *Spool) load() (*CorruptError, error) {
 			damage = fmt.Errorf("header: base %d does not match the name", sc.hdr.base)
 		}
 		headerOK := damage == nil
+		// Zeros after the last frame are what Append preallocates.
+		zeroTail := damage == nil && sc.stop != nil && allZero(b[sc.end:])
+		if zeroTail {
+			sc.stop = nil
+		}
 		if damage == nil && sc.stop != nil {
 			if newest && !errors.Is(sc.stop, errSeq) && !laterBatch(b, sc.end+1, sc.next()) {
 				if err := s.truncateTail(f, path, b, sc); err != nil {
@@ -174,9 +179,24 @@ func (s *Spool) load() (*CorruptError, error) {
 		for _, fr := range sc.frames {
 			g.add(uint32(fr.end()), fr.slen)
 		}
+		if zeroTail {
+			g.alloc = int64(len(b))
+			if !newest {
+				s.release(g) // a crash came between a new segment and this
+			}
+		}
 		s.segs = append(s.segs, g)
 	}
 	return cerr, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // laterBatch reports whether, at or after from, a good frame belongs to an

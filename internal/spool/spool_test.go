@@ -530,3 +530,38 @@ func TestFsyncsPerAppend(t *testing.T) {
 		t.Errorf("fsyncs for an append that starts a segment: have %d, want 3", have)
 	}
 }
+
+// The newest segment is filled with zeros ahead of its frames, up to
+// SegmentBytes, so that appends need only fdatasync; a segment done with,
+// by a roll or Close, keeps only its frames.
+func TestPreallocation(t *testing.T) {
+	dir := t.TempDir()
+	const segBytes = 64 << 10
+	s := open(t, dir, spool.Options{SegmentBytes: segBytes})
+	es := entrySize(100)
+	frames := func(n int64) int64 { return spool.SegHeaderSize + n*es }
+	mustAppend(t, s, batch(1, 3, 100))
+	if have := fileSize(t, segPath(dir, 1)); have != segBytes {
+		t.Fatalf("newest segment after an append: %d bytes, want %d (preallocated)", have, segBytes)
+	}
+	syncs := spool.Fsyncs(s)
+	mustAppend(t, s, batch(4, 2, 100))
+	if have := spool.Fsyncs(s) - syncs; have != 1 {
+		t.Fatalf("an append into the preallocation: %d syncs, want 1", have)
+	}
+	n := (segBytes - frames(5)) / es // what still fits
+	mustAppend(t, s, batch(6, int(n), 100))
+	mustAppend(t, s, batch(6+uint64(n), 1, 100)) // rolls
+	if have, want := fileSize(t, segPath(dir, 1)), frames(5+n); have != want {
+		t.Fatalf("rolled segment: %d bytes, want %d", have, want)
+	}
+	if have := fileSize(t, segPath(dir, 6+int(n))); have != segBytes {
+		t.Fatalf("new segment: %d bytes, want %d", have, segBytes)
+	}
+	s.Close()
+	if have, want := fileSize(t, segPath(dir, 6+int(n))), frames(1); have != want {
+		t.Fatalf("newest segment after Close: %d bytes, want %d", have, want)
+	}
+	s = open(t, dir, spool.Options{SegmentBytes: segBytes})
+	checkEntries(t, readAll(t, s), seqRange(1, 6+uint64(n)), 100)
+}
