@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -108,6 +109,30 @@ func TestEnrichDescribes(t *testing.T) {
 		a := got[0]
 		if p == filepath.Join(root, "a", "b", "deep") && a.SHA256 == "" {
 			t.Errorf("%s: no hash", p)
+		}
+	}
+}
+
+// TestEnrichHashSizes: the hash is the content's whatever its size against
+// the read buffer: reading stops at a short read, not at a read of 0.
+func TestEnrichHashSizes(t *testing.T) {
+	root := t.TempDir()
+	n := len(*hashBufs.Get().(*[]byte))
+	for _, size := range []int{0, 1, n - 1, n, n + 1, 3*n + 7} {
+		p := filepath.Join(root, fmt.Sprint(size))
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = byte(i*7 + size)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e := event.Event{Type: event.Modify, Path: p}
+		if _, ok := enrich(&e, 1<<20, root); !ok {
+			t.Fatalf("%d bytes: not described", size)
+		}
+		if want := fmt.Sprintf("%x", sha256.Sum256(b)); e.SHA256 != want {
+			t.Errorf("%d bytes: hash %s, want %s", size, e.SHA256, want)
 		}
 	}
 }
