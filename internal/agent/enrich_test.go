@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fso-project/fso/internal/event"
 )
 
@@ -114,7 +116,7 @@ func TestEnrichDescribes(t *testing.T) {
 }
 
 // TestEnrichHashSizes: the hash is the content's whatever its size against
-// the read buffer: reading stops at a short read, not at a read of 0.
+// the read buffer.
 func TestEnrichHashSizes(t *testing.T) {
 	root := t.TempDir()
 	n := len(*hashBufs.Get().(*[]byte))
@@ -134,5 +136,37 @@ func TestEnrichHashSizes(t *testing.T) {
 		if want := fmt.Sprintf("%x", sha256.Sum256(b)); e.SHA256 != want {
 			t.Errorf("%d bytes: hash %s, want %s", size, e.SHA256, want)
 		}
+	}
+}
+
+// TestHashReadsToEnd: a file whose size fstat gives as 0 may still hold
+// content (procfs, sysfs, FUSE with direct_io), returned in short reads.
+// The hash is of all of it: reading stops at a read of 0, not at a short
+// read nor at the size fstat gave (an optimization tried once, and
+// dropped for this).
+func TestHashReadsToEnd(t *testing.T) {
+	const name = "kallsyms" // megabytes, stable while no module loads
+	want, err := os.ReadFile("/proc/" + name)
+	if err != nil || len(want) < 1<<20 {
+		t.Skipf("/proc/%s: %d bytes, %v", name, len(want), err)
+	}
+	rootFD, err := unix.Open("/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rootFD)
+	var st unix.Stat_t
+	if err := lstatBeneath(rootFD, name, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != 0 {
+		t.Skipf("/proc/%s: size %d, not the case tested", name, st.Size)
+	}
+	sum, err := hashBeneath(rootFD, name, 64<<20, &st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := fmt.Sprintf("%x", sha256.Sum256(want)); sum != w {
+		t.Errorf("hash of /proc/%s (%d bytes): %s, want %s", name, len(want), sum, w)
 	}
 }

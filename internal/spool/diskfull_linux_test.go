@@ -87,3 +87,30 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("NextSeq after reopening: have %d, want %d", have, next+8)
 	}
 }
+
+// TestPreallocationDiskFull: a disk too full for the preallocation still
+// takes a batch that fits; the file then holds just the frames.
+func TestPreallocationDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	opts := spool.Options{SegmentBytes: 4 << 20} // preallocates 1 MiB, more than the disk
+	s := open(t, dir, opts)
+	mustAppend(t, s, batch(1, 2, 1000))
+	mustAppend(t, s, batch(3, 2, 1000))
+	if have, want := fileSize(t, segPath(dir, 1)), int64(spool.SegHeaderSize)+4*entrySize(1000); have != want {
+		t.Fatalf("segment: %d bytes, want %d, the frames alone", have, want)
+	}
+	s.Close()
+	s = open(t, dir, opts)
+	checkEntries(t, readAll(t, s), seqRange(1, 4), 1000)
+}

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -262,7 +263,9 @@ func (s *Spool) truncateTail(f *os.File, path string, b []byte, sc segScan) erro
 	if err != nil {
 		return fmt.Errorf("spool: truncate torn tail of %s: %w", path, err)
 	}
-	s.log.Warn("spool torn tail truncated", "file", path, "offset", sc.end, "bytes", len(b)-sc.end,
+	// Zeros after the torn bytes are preallocation, not part of the damage.
+	torn := len(bytes.TrimRight(b[sc.end:], "\x00"))
+	s.log.Warn("spool torn tail truncated", "file", path, "offset", sc.end, "bytes", torn,
 		"next_seq", sc.next(), "reason", sc.stop.Error())
 	return nil
 }

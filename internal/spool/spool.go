@@ -96,7 +96,8 @@ type Spool struct {
 	entries int        // untrimmed frames
 	closed  bool
 
-	fsyncs atomic.Uint64 // file and directory fsyncs, see Syncs
+	fsyncs    atomic.Uint64 // file and directory fsyncs, see Syncs
+	datasyncs atomic.Uint64 // of which fdatasyncs, for tests
 }
 
 // segment is one segment file and the index of its frames.
@@ -183,15 +184,18 @@ func (s *Spool) SetNextSeq(n uint64) error {
 	if err := s.cleanTail(); err != nil {
 		return err
 	}
+	// Released while still the newest, which Trim never closes.
+	s.mu.RLock()
+	old := s.segs[len(s.segs)-1]
+	s.mu.RUnlock()
+	s.release(old)
 	g, err := s.createSegment(segHeader{prev: next, base: n})
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	old := s.segs[len(s.segs)-1]
 	s.segs = append(s.segs, g)
 	s.mu.Unlock()
-	s.release(old)
 	s.log.Info("spool seq moved forward", "from", next, "to", n)
 	return nil
 }
@@ -240,6 +244,7 @@ func (s *Spool) Append(entries []Entry) error {
 		return err
 	}
 	if g.count() > 0 && g.size()+n > s.opts.SegmentBytes {
+		s.release(g) // while still the newest, which Trim never closes
 		ng, err := s.createSegment(segHeader{prev: next, base: next})
 		if err != nil {
 			return err
@@ -247,7 +252,6 @@ func (s *Spool) Append(entries []Entry) error {
 		s.mu.Lock()
 		s.segs = append(s.segs, ng)
 		s.mu.Unlock()
-		s.release(g)
 		g = ng
 	}
 
@@ -509,9 +513,10 @@ func (s *Spool) preallocate(g *segment, end int64) {
 		return
 	}
 	if _, err := g.f.WriteAt(zeros[:n], end); err != nil {
-		if terr := g.f.Truncate(end); terr != nil {
-			s.dirty = g // what cleanTail will truncate before the next write
-		}
+		// What was written is zeros, harmless if the truncate fails too:
+		// the next extension overwrites them, Open takes them for
+		// preallocation.
+		g.f.Truncate(end)
 		s.log.Debug("spool preallocation failed", "file", g.path, "err", err)
 		return
 	}
@@ -540,6 +545,7 @@ func (s *Spool) sync(f *os.File) error {
 // syncData is sync for a write that changed no metadata but the times.
 func (s *Spool) syncData(f *os.File) error {
 	s.fsyncs.Add(1)
+	s.datasyncs.Add(1)
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
 		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
 	}

@@ -544,10 +544,10 @@ func TestPreallocation(t *testing.T) {
 	if have := fileSize(t, segPath(dir, 1)); have != segBytes {
 		t.Fatalf("newest segment after an append: %d bytes, want %d (preallocated)", have, segBytes)
 	}
-	syncs := spool.Fsyncs(s)
+	syncs, data := spool.Fsyncs(s), spool.Datasyncs(s)
 	mustAppend(t, s, batch(4, 2, 100))
-	if have := spool.Fsyncs(s) - syncs; have != 1 {
-		t.Fatalf("an append into the preallocation: %d syncs, want 1", have)
+	if have, haveData := spool.Fsyncs(s)-syncs, spool.Datasyncs(s)-data; have != 1 || haveData != 1 {
+		t.Fatalf("an append into the preallocation: %d syncs, %d of them fdatasync; want 1 fdatasync", have, haveData)
 	}
 	n := (segBytes - frames(5)) / es // what still fits
 	mustAppend(t, s, batch(6, int(n), 100))
