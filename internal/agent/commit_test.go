@@ -1,19 +1,13 @@
 package agent_test
 
 import (
-	"context"
-	"encoding/json"
-	"log/slog"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/fso-project/fso/internal/agent"
-	"github.com/fso-project/fso/internal/broker"
-	"github.com/fso-project/fso/internal/broker/brokertest"
 )
 
 // TestCommitDelaySharesFsyncs: changes arriving steadily wait for each
@@ -29,11 +23,6 @@ func TestCommitDelaySharesFsyncs(t *testing.T) {
 		{"none", -1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := brokertest.Start(t)
-			js, err := jetstream.New(b.Conn(t), agent.JetStreamOptions()...)
-			if err != nil {
-				t.Fatal(err)
-			}
 			root := t.TempDir()
 			const n = 10
 			for i := range n {
@@ -41,49 +30,14 @@ func TestCommitDelaySharesFsyncs(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			a, err := agent.New(agent.Config{ID: "a1", StateDir: t.TempDir(), Roots: []agent.Root{{Path: root, Recursive: true}},
-				CommitDelay: tc.delay, StatusInterval: 20 * time.Millisecond, DrainTimeout: 100 * time.Millisecond},
-				js, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); a.Run(ctx) }()
-			t.Cleanup(func() { cancel(); <-done })
-			kv, err := js.KeyValue(t.Context(), broker.AgentsBucket)
-			if err != nil {
-				t.Fatal(err)
-			}
-			status := func() agent.Status {
-				var st agent.Status
-				if e, err := kv.Get(t.Context(), "status.a1"); err == nil {
-					json.Unmarshal(e.Value(), &st)
-				}
-				return st
-			}
+			ag := startAgent(t, agent.Config{Roots: []agent.Root{{Path: root, Recursive: true}},
+				CommitDelay: tc.delay, DrainTimeout: 100 * time.Millisecond})
 			published := func(want uint64) agent.Status {
 				t.Helper()
-				deadline := time.Now().Add(30 * time.Second) // a hang guard
-				for {
-					if st := status(); st.Published >= want {
-						return st
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("agent did not publish %d records: %+v", want, status())
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
+				return ag.waitFor(t, fmt.Sprintf("did not publish %d records", want),
+					func(st agent.Status) bool { return st.Published >= want })
 			}
-			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-				st := status()
-				if len(st.Roots) == 1 && st.Roots[0].Watching && !st.LastScan.IsZero() {
-					break // armed, and the baseline taken: changes from now on are events
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("agent not watching: %+v", st)
-				}
-			}
+			ag.watching(t)
 			// The first change makes the stream "steady" for the delay.
 			chmod := func(i int, mode os.FileMode) {
 				if err := os.Chmod(filepath.Join(root, "f"+string(rune('a'+i))), mode); err != nil {

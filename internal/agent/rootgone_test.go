@@ -1,21 +1,14 @@
 package agent_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/fso-project/fso/internal/agent"
-	"github.com/fso-project/fso/internal/broker"
-	"github.com/fso-project/fso/internal/broker/brokertest"
 	"github.com/fso-project/fso/internal/event"
 )
 
@@ -24,48 +17,14 @@ import (
 // size and hash. (A descriptor of the root kept open, to spare enrich two
 // system calls a change, failed this: it held back IN_DELETE_SELF.)
 func TestRecreatedRootDescribed(t *testing.T) {
-	b := brokertest.Start(t)
-	js, err := jetstream.New(b.Conn(t), agent.JetStreamOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	root := filepath.Join(t.TempDir(), "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{ID: "a1", StateDir: t.TempDir(), Roots: []agent.Root{{Path: root, Recursive: true}},
-		StatusInterval: 20 * time.Millisecond}, js, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	kv, err := js.KeyValue(t.Context(), broker.AgentsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// watching waits until the agent watches the root and has taken its
-	// baseline: a file made before is part of that, not a create.
-	watching := func() {
-		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			var st agent.Status
-			if e, err := kv.Get(t.Context(), "status.a1"); err == nil {
-				json.Unmarshal(e.Value(), &st)
-			}
-			if len(st.Roots) == 1 && st.Roots[0].Watching && !st.LastScan.IsZero() {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("agent not watching: %+v", st)
-			}
-		}
-	}
-	watching()
-	sub, err := b.Conn(t).SubscribeSync(event.EventsPrefix + ">")
+	ag := startAgent(t, agent.Config{Roots: []agent.Root{{Path: root, Recursive: true}}})
+	// Once the baseline is taken, a file made is a create.
+	ag.watching(t)
+	sub, err := ag.b.Conn(t).SubscribeSync(event.EventsPrefix + ">")
 	if err != nil {
 		t.Fatal(err)
 	}
