@@ -53,6 +53,15 @@ type Config struct {
 	// isolated change never waits. Default 6ms, at most MaxCommitDelay;
 	// negative: never wait.
 	CommitDelay time.Duration
+	// SpoolSyncAfter is how long a batch of events may wait in the spool
+	// unsynced for the recorder to make it durable in the audit log first
+	// (syncmark.go); past it the spool is fsynced. Gap, overflow and diff
+	// records are always fsynced before they are published. A machine
+	// crash may then lose up to this much (plus a second) of records the
+	// recorder did not have yet, which a gap record declares after the
+	// restart. Default 500ms, at most MaxSpoolSyncAfter; negative: fsync
+	// every batch before publishing it.
+	SpoolSyncAfter time.Duration
 	// PublishWindow bounds records awaiting the broker's ack; default 4096.
 	PublishWindow int
 	// Bundle is the most events published in one broker message when
@@ -99,6 +108,9 @@ type Config struct {
 // MaxCommitDelay bounds Config.CommitDelay.
 const MaxCommitDelay = 100 * time.Millisecond
 
+// MaxSpoolSyncAfter bounds Config.SpoolSyncAfter.
+const MaxSpoolSyncAfter = 10 * time.Second
+
 func (c *Config) setDefaults() {
 	if c.Host == "" {
 		c.Host, _ = os.Hostname()
@@ -111,6 +123,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CommitDelay == 0 {
 		c.CommitDelay = 6 * time.Millisecond
+	}
+	if c.SpoolSyncAfter == 0 {
+		c.SpoolSyncAfter = 500 * time.Millisecond
 	}
 	if c.PublishWindow == 0 {
 		c.PublishWindow = 4096
@@ -150,6 +165,10 @@ func (c *Config) Validate() error {
 		// The kernel's queue holds the changes meanwhile: a long pause
 		// would overflow it (16,384 events by default) at modest rates.
 		return fmt.Errorf("agent: --commit-delay %v: want at most %v", c.CommitDelay, MaxCommitDelay)
+	}
+	if c.SpoolSyncAfter > MaxSpoolSyncAfter {
+		// What a machine crash may cost grows with it.
+		return fmt.Errorf("agent: --spool-sync-after %v: want at most %v", c.SpoolSyncAfter, MaxSpoolSyncAfter)
 	}
 	if err := validateDiffConfig(c); err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -208,6 +227,8 @@ type Agent struct {
 	gapMu    sync.Mutex
 	gaps     []event.Gap // declared losses whose gap records are not spooled yet
 	seqFloor uint64      // the next seq is at least this (seqs consumed by gaps)
+	boot     string      // this boot's id; "" if unknown, and then every batch is fsynced
+	marked   bool        // the unsynced marker names this boot (syncmark.go)
 	live     liveConfig  // the controller's configuration (config.go)
 	diffs    *differ     // important files' snapshots (important.go); collect goroutine
 
@@ -240,7 +261,7 @@ func New(cfg Config, js jetstream.JetStream, logger *slog.Logger) (*Agent, error
 	}
 	var n [8]byte
 	rand.Read(n[:])
-	a := &Agent{cfg: cfg, js: js, logger: logger, nonce: hex.EncodeToString(n[:]),
+	a := &Agent{cfg: cfg, js: js, logger: logger, nonce: hex.EncodeToString(n[:]), boot: bootID(),
 		wake: make(chan struct{}, 1), resend: make(chan uint64, 1), rescanReq: make(chan struct{}, 1)}
 	for _, r := range cfg.Roots {
 		r.Path = filepath.Clean(r.Path)
@@ -279,7 +300,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.sp = sp
-	defer sp.Close()
+	defer func() {
+		if err := sp.Close(); err != nil {
+			a.fail("close spool", err)
+			return
+		}
+		a.clearUnsynced()
+	}()
 
 	// A new state dir must learn from the broker where the audit log's
 	// seqs for this id end, before it numbers anything; an agent with state
@@ -291,6 +318,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.gapMu.Unlock()
 	if err != nil {
 		return err
+	}
+	lostWhy := ""
+	if lostFrom > 0 {
+		lostWhy = "newest spool segment unreadable: " + ce.Error()
+	}
+	if a.unsyncedLost() {
+		lostFrom, lostWhy = a.sp.NextSeq(), "the machine went down while the spool held records not yet fsynced (--spool-sync-after): those the recorder did not have may be lost; the start rescan reports what differs from the baseline"
+		if ce != nil && ce.LostFrom > 0 {
+			lostFrom = min(lostFrom, ce.LostFrom)
+			lostWhy += "; newest spool segment unreadable: " + ce.Error()
+		}
 	}
 	fresh := a.sp.NextSeq() == 1 || lostFrom > 0
 	var kv jetstream.KeyValue
@@ -305,8 +343,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			// and declare what may be lost.
 			a.gapMu.Lock()
 			floor := max(a.sp.NextSeq(), wm+1, a.seqFloor) + 1<<16
-			a.addGap(max(lostFrom, wm+1), floor-1, "newest spool segment unreadable: "+ce.Error())
+			a.addGap(max(lostFrom, wm+1), floor-1, lostWhy)
 			a.gapMu.Unlock()
+			a.clearUnsynced() // the gap, persisted, says it now
 		}
 	}
 	if a.sp.NextSeq() > 1 {
@@ -567,6 +606,7 @@ func (a *Agent) collect(w *watch.Watcher) error {
 					lastSave = now
 					a.saveBaseline()
 				}
+				a.syncDue(now)
 				continue
 			case err, ok := <-errs:
 				if !ok {
@@ -619,6 +659,10 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 	}
 	next := max(a.sp.NextSeq(), a.seqFloor)
 	entries := make([]spool.Entry, 0, len(changes)+len(a.gaps))
+	// Declared losses and diffs are fsynced before they go out: a lost gap
+	// record would make a loss silent, a lost diff would break the chain
+	// of snapshots the next diff starts from. Events may wait (syncmark.go).
+	durable := len(a.gaps) > 0
 	for _, g := range a.gaps {
 		g.Seq = next
 		data, _ := g.Marshal()
@@ -635,6 +679,7 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 			a.overflows.Add(1)
 			o := event.Overflow{Agent: a.cfg.ID, Seq: seq, Reason: "inotify queue overflow: the kernel dropped events", ObservedAt: c.at}
 			subject, data = event.OverflowSubject(a.cfg.ID), must(o.Marshal())
+			durable = true
 			a.logger.Warn("inotify queue overflow")
 		} else {
 			r := a.rootOf(c.path)
@@ -697,13 +742,14 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 				}
 				entries = append(entries, spool.Entry{Seq: next, Subject: event.DiffSubject(a.cfg.ID), Data: ddata})
 				next++
+				durable = true
 			}
 		}
 	}
 	if len(entries) == 0 {
 		return nil
 	}
-	err := a.spoolAppend(entries)
+	err := a.spoolAppend(entries, durable)
 	if err != nil {
 		// Nothing was written. The changes are lost unless we say so:
 		// their seqs (and those of any gap records tried with them) are
@@ -724,14 +770,26 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 	case a.wake <- struct{}{}:
 	default:
 	}
+	a.syncDue(time.Now())
 	return nil
 }
 
+// syncDue fsyncs the spool once a batch appended without an fsync has
+// waited SpoolSyncAfter without the recorder having it.
+func (a *Agent) syncDue(now time.Time) {
+	if t := a.sp.Unsynced(); !t.IsZero() && now.Sub(t) >= a.cfg.SpoolSyncAfter {
+		if err := a.sp.Sync(); err != nil {
+			a.fail("sync spool", err)
+		}
+	}
+}
+
 // spoolAppend appends entries, whose first seq may be past the spool's
-// next (seqs consumed by gaps). A spool without room degrades as DESIGN.md
+// next (seqs consumed by gaps), fsynced at once if durable or if the agent
+// may not defer that. A spool without room degrades as DESIGN.md
 // says: what the broker has acked is safe there, so it is trimmed before
 // anything new is refused. gapMu held.
-func (a *Agent) spoolAppend(entries []spool.Entry) error {
+func (a *Agent) spoolAppend(entries []spool.Entry, durable bool) error {
 	size := int64(0)
 	for _, e := range entries {
 		size += int64(len(e.Data) + len(e.Subject) + 64)
@@ -755,7 +813,12 @@ func (a *Agent) spoolAppend(entries []spool.Entry) error {
 			return err
 		}
 	}
-	err := a.sp.Append(entries)
+	var err error
+	if durable || !a.canDefer() {
+		err = a.sp.Append(entries)
+	} else {
+		err = a.sp.AppendDeferred(entries)
+	}
 	if err == nil && a.degraded.Load() && a.sp.Stats().Bytes < a.spoolMax()/2 {
 		a.degraded.Store(false)
 	}

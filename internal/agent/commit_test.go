@@ -31,7 +31,8 @@ func TestCommitDelaySharesFsyncs(t *testing.T) {
 				}
 			}
 			ag := startAgent(t, agent.Config{Roots: []agent.Root{{Path: root, Recursive: true}},
-				CommitDelay: tc.delay, DrainTimeout: 100 * time.Millisecond})
+				CommitDelay: tc.delay, DrainTimeout: 100 * time.Millisecond,
+				SpoolSyncAfter: -1}) // an fsync per batch: what this test counts
 			published := func(want uint64) agent.Status {
 				t.Helper()
 				return ag.waitFor(t, fmt.Sprintf("did not publish %d records", want),

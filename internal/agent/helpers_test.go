@@ -21,8 +21,8 @@ type runningAgent struct {
 	kv jetstream.KeyValue
 }
 
-// startAgent runs an agent with cfg (ID, StateDir and StatusInterval set
-// here) against a new embedded broker.
+// startAgent runs an agent with cfg (ID and StatusInterval set here, and
+// StateDir unless given) against a new embedded broker.
 func startAgent(t *testing.T, cfg agent.Config) *runningAgent {
 	t.Helper()
 	b := brokertest.Start(t)
@@ -30,7 +30,10 @@ func startAgent(t *testing.T, cfg agent.Config) *runningAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.ID, cfg.StateDir, cfg.StatusInterval = "a1", t.TempDir(), 20*time.Millisecond
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	cfg.ID, cfg.StatusInterval = "a1", 20*time.Millisecond
 	a, err := agent.New(cfg, js, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

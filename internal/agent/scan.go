@@ -195,6 +195,12 @@ func (a *Agent) saveBaseline() error {
 	if !a.baseDirty {
 		return nil
 	}
+	// The baseline takes in the changes just spooled: were they lost from
+	// the spool in a machine crash, the rescan after it could not see them.
+	if err := a.sp.Sync(); err != nil {
+		a.fail("sync spool before saving the baseline", err)
+		return nil
+	}
 	if err := a.base.Save(a.baselinePath()); err != nil {
 		a.fail("save baseline", err)
 		return nil // the next save tries again; events still flow

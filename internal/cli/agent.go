@@ -43,6 +43,7 @@ func addWatchFlags(cmd *cobra.Command, w *watchFlags) {
 	f.DurationVar(&w.cfg.Debounce, "debounce", 0, "how long a file being written may stay open before its change is reported anyway (default 50ms)")
 	f.IntVar(&w.cfg.Bundle, "bundle", 0, "most events sent in one broker message when several are ready together (default 64; 1: one message per event)")
 	f.DurationVar(&w.cfg.CommitDelay, "commit-delay", 0, "while changes arrive steadily, how long one may wait for others to share its fsync and publish (default 6ms, at most 100ms; negative: never wait)")
+	f.DurationVar(&w.cfg.SpoolSyncAfter, "spool-sync-after", 0, "how long spooled events may wait unsynced for the recorder to fsync them into the audit log first; past it the spool is fsynced (default 500ms, at most 10s; negative: fsync every batch before publishing)")
 	f.StringArrayVar(&w.cfg.Important, "important", nil, "publish unified diffs of files matching this ** glob, relative to the watched directory (repeatable)")
 	f.StringArrayVar(&w.cfg.NoDiff, "nodiff", agent.DefaultNoDiff(), "important files matching this ** glob get hash-only diff records: their content never leaves the host (repeatable; replaces the default)")
 	f.Int64Var(&w.cfg.DiffMax, "diff-max", agent.DefaultDiffMax, "largest important file, in bytes, whose content is diffed; above it only hashes are sent")

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,6 +88,10 @@ type Spool struct {
 	appendMu sync.Mutex
 	buf      []byte   // encoding scratch
 	dirty    *segment // holds bytes past its last frame: a failed append could not truncate them
+	// needSync: AppendDeferred wrote to the newest segment since its last
+	// fsync; needFull: one of those writes grew the file, so the sync must
+	// be an fsync, not an fdatasync.
+	needSync, needFull bool
 
 	// mu guards the index. The newest segment's offs only change under
 	// appendMu and mu both.
@@ -95,9 +100,18 @@ type Spool struct {
 	bytes   int64      // encoded size of untrimmed frames
 	entries int        // untrimmed frames
 	closed  bool
+	// unsynced are the deferred batches neither synced nor trimmed, oldest
+	// first: what Unsynced reports.
+	unsynced []mark
 
 	fsyncs    atomic.Uint64 // file and directory fsyncs, see Syncs
 	datasyncs atomic.Uint64 // of which fdatasyncs, for tests
+}
+
+// mark is a batch written by AppendDeferred: its last seq, and when.
+type mark struct {
+	last uint64
+	at   time.Time
 }
 
 // segment is one segment file and the index of its frames.
@@ -188,6 +202,9 @@ func (s *Spool) SetNextSeq(n uint64) error {
 	s.mu.RLock()
 	old := s.segs[len(s.segs)-1]
 	s.mu.RUnlock()
+	if err := s.syncPending(old); err != nil {
+		return err
+	}
 	s.release(old)
 	g, err := s.createSegment(segHeader{prev: next, base: n})
 	if err != nil {
@@ -209,7 +226,22 @@ func (s *Spool) SetNextSeq(n uint64) error {
 // too large; nothing is written then. When the write or the fsync fails (a
 // full disk…), the segment is truncated back to its size before the call, and
 // the error names the file; the spool stays usable.
-func (s *Spool) Append(entries []Entry) error {
+//
+// Append also makes durable what AppendDeferred wrote before it.
+func (s *Spool) Append(entries []Entry) error { return s.append(entries, true) }
+
+// AppendDeferred is Append without the fsync: the entries are written,
+// readable and counted when it returns, and durable after the next Sync,
+// Append, SetNextSeq, Close or roll to a new segment. A crash of the process
+// loses none of them (the kernel holds the writes); a crash of the machine
+// may, and then leaves a torn or zeroed tail that Open cuts off. [Spool.Unsynced]
+// says how long the oldest has been waiting.
+//
+// The agent uses it when the recorder usually makes records durable in the
+// audit log sooner than an fsync here would matter (docs/performance.md).
+func (s *Spool) AppendDeferred(entries []Entry) error { return s.append(entries, false) }
+
+func (s *Spool) append(entries []Entry, durable bool) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -244,6 +276,10 @@ func (s *Spool) Append(entries []Entry) error {
 		return err
 	}
 	if g.count() > 0 && g.size()+n > s.opts.SegmentBytes {
+		// Only the newest segment may hold unsynced frames.
+		if err := s.syncPending(g); err != nil {
+			return fmt.Errorf("spool: append: %w", err)
+		}
 		s.release(g) // while still the newest, which Trim never closes
 		ng, err := s.createSegment(segHeader{prev: next, base: next})
 		if err != nil {
@@ -270,12 +306,15 @@ func (s *Spool) Append(entries []Entry) error {
 	if err == nil && grew {
 		s.preallocate(g, off+int64(len(buf)))
 	}
-	if err == nil {
-		if grew {
-			err = s.sync(g.f)
-		} else {
-			err = s.syncData(g.f)
-		}
+	switch {
+	case err != nil:
+	case !durable:
+		s.needSync = true
+		s.needFull = s.needFull || grew
+	case grew || s.needFull:
+		err = s.sync(g.f)
+	default:
+		err = s.syncData(g.f)
 	}
 	if err != nil {
 		g.alloc = off
@@ -294,8 +333,71 @@ func (s *Spool) Append(entries []Entry) error {
 	}
 	s.bytes += n
 	s.entries += len(entries)
+	if durable {
+		s.needSync, s.needFull = false, false
+		s.unsynced = s.unsynced[:0]
+	} else {
+		s.unsynced = append(s.unsynced, mark{last: entries[len(entries)-1].Seq, at: time.Now()})
+	}
 	s.mu.Unlock()
 	return nil
+}
+
+// Sync makes durable what AppendDeferred wrote: one fsync of the newest
+// segment, or none if nothing is waiting for one.
+func (s *Spool) Sync() error {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	g, closed := s.newest()
+	if closed {
+		return errClosed
+	}
+	if err := s.syncPending(g); err != nil {
+		return fmt.Errorf("spool: sync: %w", err)
+	}
+	return nil
+}
+
+// newest returns the segment appended to, and whether s is closed.
+func (s *Spool) newest() (*segment, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.segs[len(s.segs)-1], s.closed
+}
+
+// syncPending fsyncs g, the newest segment, if AppendDeferred wrote to it
+// since its last sync. appendMu held.
+func (s *Spool) syncPending(g *segment) error {
+	if !s.needSync {
+		return nil
+	}
+	var err error
+	if s.needFull {
+		err = s.sync(g.f)
+	} else {
+		err = s.syncData(g.f)
+	}
+	if err != nil {
+		return err // names the file
+	}
+	s.needSync, s.needFull = false, false
+	s.mu.Lock()
+	s.unsynced = s.unsynced[:0]
+	s.mu.Unlock()
+	return nil
+}
+
+// Unsynced returns when the oldest batch written by AppendDeferred that is
+// neither synced nor trimmed was appended: the zero time if there is none.
+// Trimming, which the agent does once the recorder has a record in the
+// audit log, takes a batch off without a sync.
+func (s *Spool) Unsynced() time.Time {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.unsynced) == 0 {
+		return time.Time{}
+	}
+	return s.unsynced[0].at
 }
 
 // cleanTail truncates what a failed append left, if it could not then. No
@@ -426,8 +528,13 @@ func (s *Spool) Trim(upTo uint64) error {
 			break
 		}
 	}
-	var errs []error
 	i := 0
+	for i < len(s.unsynced) && s.unsynced[i].last <= upTo {
+		i++
+	}
+	s.unsynced = append(s.unsynced[:0], s.unsynced[i:]...)
+	var errs []error
+	i = 0
 	for ; i < len(s.segs)-1 && s.segs[i].first == s.segs[i].count(); i++ {
 		g := s.segs[i]
 		if err := errors.Join(g.f.Close(), os.Remove(g.path)); err != nil {
@@ -439,18 +546,23 @@ func (s *Spool) Trim(upTo uint64) error {
 	return errors.Join(errs...)
 }
 
-// Close closes the segment files. The spool is unusable afterwards.
+// Close syncs what AppendDeferred wrote and closes the segment files. The
+// spool is unusable afterwards.
 func (s *Spool) Close() error {
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	g, closed := s.newest()
+	if closed {
 		return nil
 	}
-	s.closed = true
-	s.release(s.segs[len(s.segs)-1])
 	var errs []error
+	if err := s.syncPending(g); err != nil {
+		errs = append(errs, fmt.Errorf("spool: close: %w", err))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.release(g)
 	for _, g := range s.segs {
 		errs = append(errs, g.f.Close())
 	}

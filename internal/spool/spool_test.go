@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fso-project/fso/internal/spool"
 )
@@ -564,4 +565,87 @@ func TestPreallocation(t *testing.T) {
 	}
 	s = open(t, dir, spool.Options{SegmentBytes: segBytes})
 	checkEntries(t, readAll(t, s), seqRange(1, 6+uint64(n)), 100)
+}
+
+// TestAppendDeferred: deferred batches are readable at once and cost no
+// fsync; one fsync makes all of them durable, whether it comes from Sync,
+// a durable Append, a roll or Close; trimming takes a batch off Unsynced.
+func TestAppendDeferred(t *testing.T) {
+	dir := t.TempDir()
+	const segBytes = 64 << 10
+	s := open(t, dir, spool.Options{SegmentBytes: segBytes})
+	defer0 := func(es []spool.Entry) {
+		t.Helper()
+		if err := s.AppendDeferred(es); err != nil {
+			t.Fatalf("AppendDeferred(seq %d): %v", es[0].Seq, err)
+		}
+	}
+	syncs := func() uint64 { return spool.Fsyncs(s) }
+	if !s.Unsynced().IsZero() {
+		t.Fatalf("new spool: Unsynced %v, want zero", s.Unsynced())
+	}
+	start := syncs()
+	before := time.Now()
+	defer0(batch(1, 3, 100))
+	first := s.Unsynced()
+	defer0(batch(4, 2, 100))
+	if n := syncs() - start; n != 0 {
+		t.Fatalf("two deferred appends: %d fsyncs, want 0", n)
+	}
+	if first.Before(before) || !s.Unsynced().Equal(first) {
+		t.Fatalf("Unsynced %v after two batches, want the first's time %v (after %v)", s.Unsynced(), first, before)
+	}
+	checkEntries(t, readAll(t, s), seqRange(1, 5), 100)
+
+	// The recorder has the first batch: the second is the oldest waiting.
+	if err := s.Trim(3); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Unsynced().After(first) {
+		t.Fatalf("Unsynced %v after trimming the first batch, want the second's, after %v", s.Unsynced(), first)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs() - start; n != 1 || !s.Unsynced().IsZero() {
+		t.Fatalf("Sync: %d fsyncs, Unsynced %v; want 1 and zero", n, s.Unsynced())
+	}
+	if err := s.Sync(); err != nil || syncs()-start != 1 {
+		t.Fatalf("Sync with nothing waiting: err %v, %d fsyncs, want none more", err, syncs()-start-1)
+	}
+
+	// A durable append syncs the deferred batch before it with its one fsync.
+	defer0(batch(6, 1, 100))
+	mustAppend(t, s, batch(7, 1, 100))
+	if n := syncs() - start; n != 2 || !s.Unsynced().IsZero() {
+		t.Fatalf("deferred then durable append: %d fsyncs in all, Unsynced %v; want 2 and zero", n, s.Unsynced())
+	}
+
+	// A roll syncs the segment it leaves.
+	defer0(batch(8, 1, 100))
+	fill := int((segBytes-fileSizeOfFrames(s))/entrySize(100)) + 1
+	defer0(batch(9, fill, 100)) // one more than fits: rolls
+	if n := syncs() - start; n < 3 {
+		t.Fatalf("roll after a deferred batch: %d fsyncs in all, want the old segment synced (3+)", n)
+	}
+	if s.Unsynced().IsZero() {
+		t.Fatal("the batch in the new segment is not reported waiting")
+	}
+	n := syncs()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if spool.Fsyncs(s) == n {
+		t.Fatal("Close did not sync a deferred batch")
+	}
+	s = open(t, dir, spool.Options{SegmentBytes: segBytes})
+	// Trimmed entries of a segment still there are back after Open.
+	checkEntries(t, readAll(t, s), seqRange(1, 8+uint64(fill)), 100)
+}
+
+// fileSizeOfFrames is the size of the frames of s, a spool with one
+// segment whose entries all have 100 bytes of data, plus its header.
+func fileSizeOfFrames(s *spool.Spool) int64 {
+	st := s.Stats()
+	return spool.SegHeaderSize + int64(st.NextSeq-1)*entrySize(100)
 }

@@ -1,0 +1,141 @@
+package agent_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fso-project/fso/internal/agent"
+	"github.com/fso-project/fso/internal/broker"
+	"github.com/fso-project/fso/internal/event"
+)
+
+// TestSpoolSyncDeferred: events go out without a spool fsync. Those the
+// recorder confirms in time (its watermark, put here by the test) never
+// cost one; those it does not are fsynced once SpoolSyncAfter has passed.
+func TestSpoolSyncDeferred(t *testing.T) {
+	for _, recorded := range []bool{true, false} {
+		t.Run(fmt.Sprintf("recorded=%v", recorded), func(t *testing.T) {
+			t.Parallel()
+			root, state := t.TempDir(), t.TempDir()
+			const after = 2 * time.Second
+			ag := startAgent(t, agent.Config{Roots: []agent.Root{{Path: root, Recursive: true}},
+				StateDir: state, SpoolSyncAfter: after, DrainTimeout: 100 * time.Millisecond})
+			ag.watching(t)
+			st0 := ag.status(t)
+			start := time.Now()
+			const n = 5
+			for i := range n {
+				if err := os.WriteFile(filepath.Join(root, fmt.Sprint("f", i)), []byte("x"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := ag.waitFor(t, "did not publish", func(st agent.Status) bool { return st.Published >= st0.Published+n })
+			if time.Since(start) < after && st.SpoolSyncs != st0.SpoolSyncs {
+				t.Fatalf("%d spool fsyncs before SpoolSyncAfter, want none", st.SpoolSyncs-st0.SpoolSyncs)
+			}
+			if b, err := os.ReadFile(filepath.Join(state, "spool-unsynced")); err != nil || len(strings.TrimSpace(string(b))) == 0 {
+				t.Fatalf("unsynced marker: %q, %v; want this boot's id", b, err)
+			}
+			if recorded {
+				if _, err := ag.kv.Put(t.Context(), "recorded.a1", []byte(strconv.FormatUint(st.Published, 10))); err != nil {
+					t.Fatal(err)
+				}
+				ag.waitFor(t, "did not take the watermark", func(s agent.Status) bool { return s.Recorded >= st.Published })
+			}
+			// Past SpoolSyncAfter and the agent's once-a-second check.
+			time.Sleep(time.Until(start.Add(after + 1500*time.Millisecond)))
+			syncs := ag.status(t).SpoolSyncs - st0.SpoolSyncs
+			switch {
+			case recorded && syncs != 0:
+				t.Errorf("records the recorder had in time: %d spool fsyncs, want 0", syncs)
+			case !recorded && syncs == 0:
+				t.Errorf("records the recorder did not have: no spool fsync after %v", after)
+			}
+		})
+	}
+}
+
+// TestSpoolUnsyncedAfterReboot: a marker from another boot means the
+// machine went down while deferred records may have been only in the page
+// cache. The agent declares the seqs past its spool a gap, numbers on past
+// them, and removes the marker. A marker from this boot (the process was
+// killed, the kernel kept the writes) declares nothing.
+func TestSpoolUnsyncedAfterReboot(t *testing.T) {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Skip("no boot id here:", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		marker string
+		gap    bool
+	}{
+		{"other boot", "00000000-0000-0000-0000-000000000000\n", true},
+		{"this boot", string(boot), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			root, state := t.TempDir(), t.TempDir()
+			marker := filepath.Join(state, "spool-unsynced")
+			if err := os.WriteFile(marker, []byte(tc.marker), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Runs after the agent has stopped (cleanups run last first).
+			t.Cleanup(func() {
+				if _, err := os.Stat(marker); !os.IsNotExist(err) {
+					t.Errorf("marker after a clean stop: %v, want it removed", err)
+				}
+			})
+			ag := startAgent(t, agent.Config{Roots: []agent.Root{{Path: root, Recursive: true}},
+				StateDir: state, DrainTimeout: 100 * time.Millisecond})
+			ag.watching(t)
+			if err := os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			st := ag.waitFor(t, "did not publish", func(st agent.Status) bool { return st.Published >= 1 })
+			js := ag.b.JetStream(t)
+			s, err := js.Stream(t.Context(), broker.Stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := s.GetLastMsgForSubject(t.Context(), event.GapSubject("a1"))
+			if !tc.gap {
+				if err == nil {
+					t.Fatalf("marker of this boot: gap record %s, want none", m.Data)
+				}
+				if st.NextSeq > 1<<16 {
+					t.Fatalf("marker of this boot: next seq %d, want no jump", st.NextSeq)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("marker of another boot: no gap record: %v", err)
+			}
+			var g event.Gap
+			if err := json.Unmarshal(m.Data, &g); err != nil {
+				t.Fatal(err)
+			}
+			if g.FromSeq != 1 || g.ToSeq < 1<<16 || !strings.Contains(g.Reason, "machine went down") {
+				t.Fatalf("gap %+v: want seqs 1 to at least %d, for the machine going down", g, 1<<16)
+			}
+			if st.NextSeq <= g.ToSeq {
+				t.Fatalf("next seq %d inside the declared gap up to %d", st.NextSeq, g.ToSeq)
+			}
+			// The gap record went out fsynced, with the first event; the
+			// next event is deferred, under a marker for this boot.
+			if err := os.WriteFile(filepath.Join(root, "g"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ag.waitFor(t, "did not publish", func(s agent.Status) bool { return s.Published > st.Published })
+			if b, err := os.ReadFile(marker); err != nil || string(b) != string(boot) {
+				t.Fatalf("marker after a deferred event: %q, %v; want this boot's id %q", b, err, boot)
+			}
+		})
+	}
+}
