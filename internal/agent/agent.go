@@ -228,9 +228,14 @@ type Agent struct {
 	gaps     []event.Gap // declared losses whose gap records are not spooled yet
 	seqFloor uint64      // the next seq is at least this (seqs consumed by gaps)
 	boot     string      // this boot's id; "" if unknown, and then every batch is fsynced
-	marked   bool        // the unsynced marker names this boot (syncmark.go)
-	live     liveConfig  // the controller's configuration (config.go)
-	diffs    *differ     // important files' snapshots (important.go); collect goroutine
+	// The unsynced marker (syncmark.go): its content when this run wrote or
+	// adopted it (marked), and whether the run may remove it (markerDone:
+	// there was none, or what it said is settled).
+	mark       marker
+	marked     bool
+	markerDone bool
+	live       liveConfig // the controller's configuration (config.go)
+	diffs      *differ    // important files' snapshots (important.go); collect goroutine
 
 	// Owned by the collect goroutine.
 	base      *baseline.Packed
@@ -305,7 +310,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.fail("close spool", err)
 			return
 		}
-		a.clearUnsynced()
+		a.clearMarker()
 	}()
 
 	// A new state dir must learn from the broker where the audit log's
@@ -323,8 +328,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if lostFrom > 0 {
 		lostWhy = "newest spool segment unreadable: " + ce.Error()
 	}
-	if a.unsyncedLost() {
-		lostFrom, lostWhy = a.sp.NextSeq(), "the machine went down while the spool held records not yet fsynced (--spool-sync-after): those the recorder did not have may be lost; the start rescan reports what differs from the baseline"
+	markerLost, reserved := a.checkMarker()
+	if markerLost {
+		lostFrom, lostWhy = a.sp.NextSeq(), "the machine went down, or an fsync failed, while the spool held records not yet fsynced (--spool-sync-after): those the recorder did not have may be lost; the start rescan reports what differs from the baseline"
 		if ce != nil && ce.LostFrom > 0 {
 			lostFrom = min(lostFrom, ce.LostFrom)
 			lostWhy += "; newest spool segment unreadable: " + ce.Error()
@@ -342,10 +348,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			// already: skip far past anything this agent can have used,
 			// and declare what may be lost.
 			a.gapMu.Lock()
-			floor := max(a.sp.NextSeq(), wm+1, a.seqFloor) + 1<<16
-			a.addGap(max(lostFrom, wm+1), floor-1, lostWhy)
+			floor := max(a.sp.NextSeq(), wm+1, a.seqFloor, reserved) + 1<<16
+			if err := a.addGap(max(lostFrom, wm+1), floor-1, lostWhy); err == nil && markerLost {
+				a.markerDone = true // the gap, persisted, says it now
+				a.mark = marker{}
+			}
 			a.gapMu.Unlock()
-			a.clearUnsynced() // the gap, persisted, says it now
 		}
 	}
 	if a.sp.NextSeq() > 1 {
@@ -606,7 +614,9 @@ func (a *Agent) collect(w *watch.Watcher) error {
 					lastSave = now
 					a.saveBaseline()
 				}
+				a.gapMu.Lock()
 				a.syncDue(now)
+				a.gapMu.Unlock()
 				continue
 			case err, ok := <-errs:
 				if !ok {
@@ -751,6 +761,7 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 	}
 	err := a.spoolAppend(entries, durable)
 	if err != nil {
+		a.poisonMarker(err)
 		// Nothing was written. The changes are lost unless we say so:
 		// their seqs (and those of any gap records tried with them) are
 		// declared a gap, persisted, and reported once the spool takes
@@ -772,16 +783,6 @@ func (a *Agent) record(w *watch.Watcher, changes []change) error {
 	}
 	a.syncDue(time.Now())
 	return nil
-}
-
-// syncDue fsyncs the spool once a batch appended without an fsync has
-// waited SpoolSyncAfter without the recorder having it.
-func (a *Agent) syncDue(now time.Time) {
-	if t := a.sp.Unsynced(); !t.IsZero() && now.Sub(t) >= a.cfg.SpoolSyncAfter {
-		if err := a.sp.Sync(); err != nil {
-			a.fail("sync spool", err)
-		}
-	}
 }
 
 // spoolAppend appends entries, whose first seq may be past the spool's
@@ -814,11 +815,12 @@ func (a *Agent) spoolAppend(entries []spool.Entry, durable bool) error {
 		}
 	}
 	var err error
-	if durable || !a.canDefer() {
+	if durable || !a.canDefer(entries[len(entries)-1].Seq) {
 		err = a.sp.Append(entries)
 	} else {
 		err = a.sp.AppendDeferred(entries)
 	}
+
 	if err == nil && a.degraded.Load() && a.sp.Stats().Bytes < a.spoolMax()/2 {
 		a.degraded.Store(false)
 	}
@@ -1078,6 +1080,10 @@ func (a *Agent) track(ctx context.Context, kv jetstream.KeyValue, w *watch.Watch
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			// Also here: collect may be busy with a long rescan.
+			a.gapMu.Lock()
+			a.syncDue(now)
+			a.gapMu.Unlock()
 			if a.recorded.Load() < a.sp.NextSeq()-1 {
 				if wm, err := readWatermark(ctx, kv, a.cfg.ID); err == nil && wm > a.recorded.Load() {
 					a.adoptWatermark(wm)
@@ -1126,7 +1132,9 @@ type Status struct {
 	SpoolEntries int               `json:"spool_entries"`
 	SpoolBytes   int64             `json:"spool_bytes"`
 	// SpoolSyncs counts the spool's fsyncs since the agent started: one
-	// per batch of records, so observed/spool_syncs is the batch size.
+	// per batch of gap, overflow or diff records, and for events one per
+	// Config.SpoolSyncAfter at most, none while the recorder keeps up (one
+	// per batch with a negative SpoolSyncAfter).
 	SpoolSyncs uint64 `json:"spool_syncs"`
 	// SpoolDegraded is set while the spool is full and trims at the
 	// broker's ack instead of the recorder's watermark.

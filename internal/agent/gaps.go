@@ -65,8 +65,9 @@ func (a *Agent) saveGaps() error {
 }
 
 // addGap declares from..to lost, merging with the last pending gap when
-// adjacent, and persists it. gapMu held.
-func (a *Agent) addGap(from, to uint64, reason string) {
+// adjacent, and persists it; an error says it is not persisted (it is
+// logged too). gapMu held.
+func (a *Agent) addGap(from, to uint64, reason string) error {
 	if n := len(a.gaps); n > 0 && a.gaps[n-1].ToSeq+1 >= from && a.gaps[n-1].FromSeq <= from {
 		g := &a.gaps[n-1]
 		g.ToSeq = max(g.ToSeq, to)
@@ -79,7 +80,9 @@ func (a *Agent) addGap(from, to uint64, reason string) {
 	a.seqFloor = max(a.seqFloor, to+1)
 	if err := a.saveGaps(); err != nil {
 		a.fail("persist pending gap", err)
+		return err
 	}
+	return nil
 }
 
 // spoolDamage turns what a damaged spool lost into pending gaps.

@@ -199,6 +199,9 @@ func (a *Agent) saveBaseline() error {
 	// the spool in a machine crash, the rescan after it could not see them.
 	if err := a.sp.Sync(); err != nil {
 		a.fail("sync spool before saving the baseline", err)
+		a.gapMu.Lock()
+		a.poisonMarker(err)
+		a.gapMu.Unlock()
 		return nil
 	}
 	if err := a.base.Save(a.baselinePath()); err != nil {

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fso-project/fso/internal/atomicfile"
+	"github.com/fso-project/fso/internal/spool"
 )
 
 // With Config.SpoolSyncAfter > 0 the agent appends events to its spool
@@ -18,18 +21,32 @@ import (
 // A crash of the agent process loses nothing that way: the kernel holds
 // the writes. A crash of the machine may: records published from the page
 // cache can be missing from the spool when it comes back, and the seqs
-// they used are then unknown. The marker file says that a run in this boot
-// may have left such records. It is written durably before the first
-// deferred append of a run and removed after a clean close, which syncs.
-// A start that finds it from another boot declares a gap past the spool's
-// end and numbers on far past it, as for a lost spool segment.
+// they used are then unknown. The marker file bounds the damage and makes
+// it explicit. It is written durably before the first deferred append of
+// a run, names the boot, and reserves seqs: no deferred record gets a seq
+// at or past Reserved before the marker says so. A clean close syncs and
+// removes it. A start that finds a marker from another boot (or one that
+// records a failed fsync) declares every seq from the spool's end to past
+// Reserved a gap and numbers on after it.
 
 const unsyncedMarker = "spool-unsynced"
 
+// reserveStep is how many seqs one marker write reserves: one marker
+// write (two fsyncs) per 65,536 records.
+const reserveStep = 1 << 16
+
+// marker is the content of the unsynced marker file.
+type marker struct {
+	Boot     string `json:"boot"`
+	Reserved uint64 `json:"reserved"`
+	// SyncFailed says an fsync of deferred writes failed: they may be
+	// lost from the disk even if the machine never goes down.
+	SyncFailed string `json:"sync_failed,omitempty"`
+}
+
 func (a *Agent) markerPath() string { return filepath.Join(a.cfg.StateDir, unsyncedMarker) }
 
-// bootIDPath is where Linux says which boot this is; a test may point it
-// elsewhere.
+// bootIDPath is where Linux says which boot this is.
 var bootIDPath = "/proc/sys/kernel/random/boot_id"
 
 // bootID identifies the running boot; "" if the kernel does not say.
@@ -41,46 +58,91 @@ func bootID() string {
 	return strings.TrimSpace(string(b))
 }
 
-// unsyncedLost reports whether a run in an earlier boot left deferred
-// records (the marker names another boot, or cannot be read), and
-// remembers whether the marker already names this boot.
-func (a *Agent) unsyncedLost() bool {
-	b, err := os.ReadFile(a.markerPath())
-	if errors.Is(err, os.ErrNotExist) {
-		return false
-	}
-	if err != nil {
-		a.fail("read the spool's unsynced marker; taking it for a machine crash", err)
-		return true
-	}
-	if a.boot != "" && strings.TrimSpace(string(b)) == a.boot {
-		a.marked = true // a process crash or kill in this boot: the kernel kept the writes
-		return false
-	}
-	return true
+func (a *Agent) writeMarker(m marker) error {
+	b, _ := json.Marshal(m)
+	return atomicfile.WriteFile(a.markerPath(), b, 0o600)
 }
 
-// clearUnsynced removes the marker once nothing deferred can be lost: the
-// spool is closed (synced), or the loss is declared.
-func (a *Agent) clearUnsynced() {
+// checkMarker, at start, reports whether an earlier run's deferred records
+// may be lost from the spool, and the seqs it had reserved (0 if unknown).
+// A marker of this boot (the process was killed, the kernel kept the
+// writes) is settled by an fsync of the spool. Before goroutines start.
+func (a *Agent) checkMarker() (lost bool, reserved uint64) {
+	b, err := os.ReadFile(a.markerPath())
+	if errors.Is(err, os.ErrNotExist) {
+		a.markerDone = true
+		return false, 0
+	}
+	var m marker
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	switch {
+	case err != nil:
+		a.fail("spool's unsynced marker unreadable; taking it for a machine crash", err)
+		return true, 0
+	case m.SyncFailed != "" || a.boot == "" || m.Boot != a.boot:
+		return true, m.Reserved
+	}
+	if err := a.sp.Sync(); err != nil {
+		a.fail("sync the spool a killed run left", err)
+		return true, m.Reserved
+	}
+	a.mark, a.marked, a.markerDone = m, true, true
+	return false, m.Reserved
+}
+
+// clearMarker removes the marker at a clean close, unless it still has
+// something to say: a loss not declared yet, or a failed fsync.
+func (a *Agent) clearMarker() {
+	if !a.markerDone || a.mark.SyncFailed != "" {
+		return
+	}
 	if err := os.Remove(a.markerPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		a.fail("remove the spool's unsynced marker", err)
 	}
 	a.marked = false
 }
 
-// canDefer reports whether the next append may skip its fsync, writing
-// the marker first if this run has not. gapMu held.
-func (a *Agent) canDefer() bool {
-	if a.cfg.SpoolSyncAfter <= 0 || a.boot == "" {
+// canDefer reports whether entries up to seq last may be appended without
+// an fsync, writing the marker first when this run has not, or when last
+// reaches the reserved seqs. gapMu held.
+func (a *Agent) canDefer(last uint64) bool {
+	if a.cfg.SpoolSyncAfter <= 0 || a.boot == "" || !a.markerDone || a.mark.SyncFailed != "" {
 		return false
 	}
-	if !a.marked {
-		if err := atomicfile.WriteFile(a.markerPath(), []byte(a.boot+"\n"), 0o600); err != nil {
+	if !a.marked || last >= a.mark.Reserved {
+		m := marker{Boot: a.boot, Reserved: last + reserveStep}
+		if err := a.writeMarker(m); err != nil {
 			a.fail("write the spool's unsynced marker; fsyncing every batch", err)
 			return false
 		}
-		a.marked = true
+		a.mark, a.marked = m, true
 	}
 	return true
+}
+
+// syncDue fsyncs the spool once a batch appended without an fsync has
+// waited SpoolSyncAfter without the recorder having it. gapMu held.
+func (a *Agent) syncDue(now time.Time) {
+	if t := a.sp.Unsynced(); !t.IsZero() && now.Sub(t) >= a.cfg.SpoolSyncAfter {
+		if err := a.sp.Sync(); err != nil {
+			a.fail("sync spool", err)
+			a.poisonMarker(err)
+		}
+	}
+}
+
+// poisonMarker is told of a failed spool write or fsync. Deferred writes
+// may then be lost from the disk (Linux reports a failed writeback once,
+// and the next fsync succeeds): the marker keeps saying so, so that the
+// next start declares them. gapMu held.
+func (a *Agent) poisonMarker(err error) {
+	if !a.marked || a.mark.SyncFailed != "" || errors.Is(err, spool.ErrFull) {
+		return
+	}
+	a.mark.SyncFailed = err.Error()
+	if werr := a.writeMarker(a.mark); werr != nil {
+		a.fail("record the failed spool fsync in the unsynced marker", werr)
+	}
 }

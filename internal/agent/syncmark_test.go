@@ -1,8 +1,10 @@
 package agent_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/fso-project/fso/internal/agent"
 	"github.com/fso-project/fso/internal/broker"
+	"github.com/fso-project/fso/internal/broker/brokertest"
 	"github.com/fso-project/fso/internal/event"
 )
 
@@ -63,21 +68,27 @@ func TestSpoolSyncDeferred(t *testing.T) {
 
 // TestSpoolUnsyncedAfterReboot: a marker from another boot means the
 // machine went down while deferred records may have been only in the page
-// cache. The agent declares the seqs past its spool a gap, numbers on past
-// them, and removes the marker. A marker from this boot (the process was
-// killed, the kernel kept the writes) declares nothing.
+// cache; one that records a failed fsync, or cannot be read, is taken the
+// same way. The agent declares the seqs from its spool's end to past what
+// the marker reserved a gap, numbers on after them, and removes the marker
+// at its clean stop. A marker from this boot (the process was killed, the
+// kernel kept the writes) declares nothing.
 func TestSpoolUnsyncedAfterReboot(t *testing.T) {
-	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		t.Skip("no boot id here:", err)
 	}
+	boot := strings.TrimSpace(string(b))
+	const reserved = 200_000
 	for _, tc := range []struct {
 		name   string
 		marker string
 		gap    bool
 	}{
-		{"other boot", "00000000-0000-0000-0000-000000000000\n", true},
-		{"this boot", string(boot), false},
+		{"other boot", `{"boot":"00000000-0000-0000-0000-000000000000","reserved":200000}`, true},
+		{"fsync failed", `{"boot":"` + boot + `","reserved":200000,"sync_failed":"fdatasync: input/output error"}`, true},
+		{"unreadable", `{"boot":`, true},
+		{"this boot", `{"boot":"` + boot + `","reserved":200000}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -99,8 +110,7 @@ func TestSpoolUnsyncedAfterReboot(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := ag.waitFor(t, "did not publish", func(st agent.Status) bool { return st.Published >= 1 })
-			js := ag.b.JetStream(t)
-			s, err := js.Stream(t.Context(), broker.Stream)
+			s, err := ag.b.JetStream(t).Stream(t.Context(), broker.Stream)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,33 +119,70 @@ func TestSpoolUnsyncedAfterReboot(t *testing.T) {
 				if err == nil {
 					t.Fatalf("marker of this boot: gap record %s, want none", m.Data)
 				}
-				if st.NextSeq > 1<<16 {
+				if st.NextSeq > reserved {
 					t.Fatalf("marker of this boot: next seq %d, want no jump", st.NextSeq)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("marker of another boot: no gap record: %v", err)
+				t.Fatalf("no gap record: %v", err)
 			}
 			var g event.Gap
 			if err := json.Unmarshal(m.Data, &g); err != nil {
 				t.Fatal(err)
 			}
-			if g.FromSeq != 1 || g.ToSeq < 1<<16 || !strings.Contains(g.Reason, "machine went down") {
-				t.Fatalf("gap %+v: want seqs 1 to at least %d, for the machine going down", g, 1<<16)
+			want := uint64(1 << 16)
+			if tc.name != "unreadable" {
+				want = reserved
+			}
+			if g.FromSeq != 1 || g.ToSeq < want || !strings.Contains(g.Reason, "machine went down") {
+				t.Fatalf("gap %+v: want seqs 1 to at least %d, for the machine going down", g, want)
 			}
 			if st.NextSeq <= g.ToSeq {
 				t.Fatalf("next seq %d inside the declared gap up to %d", st.NextSeq, g.ToSeq)
 			}
 			// The gap record went out fsynced, with the first event; the
-			// next event is deferred, under a marker for this boot.
+			// next event is deferred, under a marker for this boot that
+			// reserves the seqs past it.
 			if err := os.WriteFile(filepath.Join(root, "g"), []byte("x"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			ag.waitFor(t, "did not publish", func(s agent.Status) bool { return s.Published > st.Published })
-			if b, err := os.ReadFile(marker); err != nil || string(b) != string(boot) {
-				t.Fatalf("marker after a deferred event: %q, %v; want this boot's id %q", b, err, boot)
+			st2 := ag.waitFor(t, "did not publish", func(s agent.Status) bool { return s.Published > st.Published })
+			var mk struct {
+				Boot     string `json:"boot"`
+				Reserved uint64 `json:"reserved"`
+			}
+			if b, err := os.ReadFile(marker); err != nil || json.Unmarshal(b, &mk) != nil || mk.Boot != boot || mk.Reserved <= st2.Published {
+				t.Fatalf("marker after a deferred event: %q, %v; want this boot %q reserving past seq %d", b, err, boot, st2.Published)
 			}
 		})
+	}
+}
+
+// TestSpoolMarkerKeptUntilDeclared: a start that finds a marker from
+// another boot but is stopped before the broker answers (so before it
+// could declare the gap) leaves the marker for the next start.
+func TestSpoolMarkerKeptUntilDeclared(t *testing.T) {
+	state := t.TempDir()
+	marker := filepath.Join(state, "spool-unsynced")
+	if err := os.WriteFile(marker, []byte(`{"boot":"another","reserved":70000}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := brokertest.Start(t)
+	js, err := jetstream.New(b.Conn(t), agent.JetStreamOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Shutdown() // the broker is away
+	a, err := agent.New(agent.Config{ID: "a1", StateDir: state, Roots: []agent.Root{{Path: t.TempDir(), Recursive: true}}},
+		js, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
+	defer cancel()
+	a.Run(ctx)
+	if got, err := os.ReadFile(marker); err != nil || !strings.Contains(string(got), "another") {
+		t.Fatalf("marker after a start stopped before the broker answered: %q, %v; want it kept", got, err)
 	}
 }

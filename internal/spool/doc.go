@@ -3,7 +3,12 @@
 //
 // The agent gives each record the next seq ([Spool.NextSeq]), appends a batch
 // with [Spool.Append] (one fsync or fdatasync per call: group commit), and only then
-// publishes it. [Spool.Read] returns what is still to be sent, in seq order;
+// publishes it. A batch the recorder will most likely make durable first
+// (events, not gaps or diffs) may be appended with [Spool.AppendDeferred]
+// instead, which skips the fsync; [Spool.Unsynced] and [Spool.Sync] let the
+// agent fsync what the recorder has not confirmed in time. The agent bounds
+// and declares what a machine crash can then lose (internal/agent,
+// syncmark.go). [Spool.Read] returns what is still to be sent, in seq order;
 // [Spool.Trim] forgets what the recorder's watermark covers. After a restart,
 // [Open] rebuilds the index from the segment files and everything not trimmed
 // is there to be sent again.
@@ -76,7 +81,9 @@
 // before a crash looks the same, and was never published. A bad region at
 // the end of the newest segment (a torn append: partial frame, bad checksum,
 // garbage) is truncated away and logged: that append never returned, so its
-// records were never published. Good frames after the bad one still belong to
+// records were never published. Both hold for Append; what AppendDeferred
+// wrote may have been published and still be lost to a machine crash,
+// which the agent's unsynced marker, not Open, detects. Good frames after the bad one still belong to
 // the torn tail when they are of the same batch, since a crash may write a
 // batch's pages in any order; a good frame of a later batch means the damage
 // is not a torn append. The price: a bad frame in the last batch of the

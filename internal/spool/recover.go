@@ -33,6 +33,10 @@ func Open(dir string, opts Options) (*Spool, error) {
 	}
 	s := &Spool{dir: dir, opts: opts, log: opts.Logger}
 	cerr, err := s.load()
+	// What a killed process wrote with AppendDeferred is in the kernel but
+	// maybe not on the disk: the first Sync, Append or Close fsyncs it.
+	s.needSync = len(s.segs) > 0
+	s.needFull = s.needSync
 	if err == nil && len(s.segs) == 0 {
 		var g *segment
 		if g, err = s.createSegment(segHeader{prev: 1, base: 1}); err == nil {

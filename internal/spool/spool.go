@@ -176,7 +176,7 @@ func (s *Spool) Stats() Stats {
 }
 
 // Syncs returns how many file and directory fsyncs s has done since Open:
-// about one per appended batch.
+// about one per Append and per Sync that had something to sync.
 func (s *Spool) Syncs() uint64 { return s.fsyncs.Load() }
 
 // SetNextSeq moves NextSeq forward to n, durably: it starts a new segment

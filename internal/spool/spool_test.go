@@ -584,9 +584,9 @@ func TestAppendDeferred(t *testing.T) {
 	if !s.Unsynced().IsZero() {
 		t.Fatalf("new spool: Unsynced %v, want zero", s.Unsynced())
 	}
-	start := syncs()
+	start, data := syncs(), spool.Datasyncs(s)
 	before := time.Now()
-	defer0(batch(1, 3, 100))
+	defer0(batch(1, 3, 100)) // grows the file: the sync must be an fsync
 	first := s.Unsynced()
 	defer0(batch(4, 2, 100))
 	if n := syncs() - start; n != 0 {
@@ -610,6 +610,9 @@ func TestAppendDeferred(t *testing.T) {
 	if n := syncs() - start; n != 1 || !s.Unsynced().IsZero() {
 		t.Fatalf("Sync: %d fsyncs, Unsynced %v; want 1 and zero", n, s.Unsynced())
 	}
+	if n := spool.Datasyncs(s) - data; n != 0 {
+		t.Fatalf("Sync after deferred appends that grew the file: %d fdatasyncs, want an fsync", n)
+	}
 	if err := s.Sync(); err != nil || syncs()-start != 1 {
 		t.Fatalf("Sync with nothing waiting: err %v, %d fsyncs, want none more", err, syncs()-start-1)
 	}
@@ -621,12 +624,13 @@ func TestAppendDeferred(t *testing.T) {
 		t.Fatalf("deferred then durable append: %d fsyncs in all, Unsynced %v; want 2 and zero", n, s.Unsynced())
 	}
 
-	// A roll syncs the segment it leaves.
+	// A roll syncs the segment it leaves, then creates the next one (a
+	// file and a directory fsync).
 	defer0(batch(8, 1, 100))
 	fill := int((segBytes-fileSizeOfFrames(s))/entrySize(100)) + 1
 	defer0(batch(9, fill, 100)) // one more than fits: rolls
-	if n := syncs() - start; n < 3 {
-		t.Fatalf("roll after a deferred batch: %d fsyncs in all, want the old segment synced (3+)", n)
+	if n := syncs() - start; n != 2+1+2 {
+		t.Fatalf("roll after a deferred batch: %d fsyncs in all, want 5 (the old segment synced, the new one created)", n)
 	}
 	if s.Unsynced().IsZero() {
 		t.Fatal("the batch in the new segment is not reported waiting")
@@ -641,6 +645,19 @@ func TestAppendDeferred(t *testing.T) {
 	s = open(t, dir, spool.Options{SegmentBytes: segBytes})
 	// Trimmed entries of a segment still there are back after Open.
 	checkEntries(t, readAll(t, s), seqRange(1, 8+uint64(fill)), 100)
+
+	// A killed process's deferred writes may not be on the disk yet: the
+	// first Sync after Open makes sure, once.
+	n = spool.Fsyncs(s)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if have := spool.Fsyncs(s) - n; have != 1 {
+		t.Fatalf("Sync, twice, after Open: %d fsyncs, want 1", have)
+	}
 }
 
 // fileSizeOfFrames is the size of the frames of s, a spool with one
