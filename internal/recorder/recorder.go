@@ -63,6 +63,8 @@ type Recorder struct {
 	log    *auditlog.Writer
 	agents map[string]*agentSeq
 	ackq   []ackable // written and fsynced, ack not sent yet (loop goroutine)
+	// wroteAcks: acks joined ackq since the last ack round (loop goroutine).
+	wroteAcks bool
 	// configs are the revisions of the config records in the log: they
 	// have no agent seq, so the revision is their identity.
 	configs map[uint64]bool
@@ -235,14 +237,15 @@ func (r *Recorder) loop(ctx context.Context, msgs <-chan jetstream.Msg) error {
 	backoff := 100 * time.Millisecond
 	ackTick := time.NewTicker(ackDelay)
 	defer ackTick.Stop()
-	defer r.flushAcks()
+	defer r.flushAcks(false)
 	for {
 		var batch []jetstream.Msg
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ackTick.C:
-			r.flushAcks()
+			r.flushAcks(r.wroteAcks)
+			r.wroteAcks = false
 			continue
 		case m := <-msgs:
 			batch = append(batch, m)
@@ -354,11 +357,21 @@ func (s *lineSet) add(k lineKey) {
 // was a sixth of the pipeline's CPU at 1,000 changes/s.
 const ackDelay = 250 * time.Millisecond
 
-func (r *Recorder) flushAcks() {
-	for _, m := range r.ackq {
+// flushAcks sends the acks waiting. With keepNewest, while records keep
+// coming, the newest ack waits for the next round: the stream then never
+// runs empty, which would make the broker delete its last block file and
+// create a new one (with a tombstone) at every round. On a filesystem that
+// avoids reusing recently deleted inodes (ext4 without a journal) creating
+// a file grows costly under such churn.
+func (r *Recorder) flushAcks(keepNewest bool) {
+	n := len(r.ackq)
+	if keepNewest && n > 0 {
+		n--
+	}
+	for _, m := range r.ackq[:n] {
 		m.Ack()
 	}
-	r.ackq = r.ackq[:0]
+	r.ackq = append(r.ackq[:0], r.ackq[n:]...)
 }
 
 // write appends what of batch can be written in order, fsyncs, and acks.
@@ -480,8 +493,9 @@ func (r *Recorder) write(batch []jetstream.Msg) error {
 		r.rejectedLines.add(k)
 	}
 	r.ackq = append(r.ackq, acks...)
+	r.wroteAcks = r.wroteAcks || len(acks) > 0
 	if len(r.ackq) >= 1024 {
-		r.flushAcks()
+		r.flushAcks(true)
 	}
 	r.dropObjects(objects)
 	r.statsMu.Lock()

@@ -247,3 +247,40 @@ func TestBundles(t *testing.T) {
 	}
 	waitMsgs(0)
 }
+
+// TestNewestAckHeld: the ack round after records were written holds the
+// newest ack back, so that a steady stream never empties the stream (the
+// broker would re-create its last block file at every round); the next
+// round without new records sends it.
+func TestNewestAckHeld(t *testing.T) {
+	b := brokertest.Start(t)
+	js := b.JetStream(t)
+	dir := t.TempDir()
+	start(t, b, dir)
+	stream, err := js.Stream(t.Context(), "FSO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, js, ev("a", 1))
+	publish(t, js, ev("a", 2))
+	waitLines(t, dir, 2)
+	var seen []uint64 // distinct message counts, in order
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		si, err := stream.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := si.State.Msgs; len(seen) == 0 || seen[len(seen)-1] != n {
+			seen = append(seen, n)
+		}
+		if si.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream still holds messages after 20 s: counts %v", seen)
+		}
+	}
+	if fmt.Sprint(seen[len(seen)-2:]) != "[1 0]" {
+		t.Fatalf("messages in the stream went %v; want the newest held for a round: ... 1 0", seen)
+	}
+}
