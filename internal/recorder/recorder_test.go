@@ -191,10 +191,10 @@ func bundle(agent string, seqs ...uint64) *nats.Msg {
 	return &nats.Msg{Subject: event.BundleSubject(agent), Data: event.Bundle(recs)}
 }
 
-// A bundle's events are written like single ones, a bad line is rejected
-// alone, and the bundle stays in the stream (unacked) while one of its
-// lines waits for a missing predecessor.
-func TestBundles(t *testing.T) {
+// startStream runs a recorder writing to a new dir on a new broker, and
+// returns a client, the dir and the FSO stream.
+func startStream(t *testing.T) (jetstream.JetStream, string, jetstream.Stream) {
+	t.Helper()
 	b := brokertest.Start(t)
 	js := b.JetStream(t)
 	dir := t.TempDir()
@@ -203,6 +203,14 @@ func TestBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js, dir, stream
+}
+
+// A bundle's events are written like single ones, a bad line is rejected
+// alone, and the bundle stays in the stream (unacked) while one of its
+// lines waits for a missing predecessor.
+func TestBundles(t *testing.T) {
+	js, dir, stream := startStream(t)
 	msgs := func() uint64 {
 		si, err := stream.Info(t.Context())
 		if err != nil {
@@ -253,14 +261,7 @@ func TestBundles(t *testing.T) {
 // broker would re-create its last block file at every round); the next
 // round without new records sends it.
 func TestNewestAckHeld(t *testing.T) {
-	b := brokertest.Start(t)
-	js := b.JetStream(t)
-	dir := t.TempDir()
-	start(t, b, dir)
-	stream, err := js.Stream(t.Context(), "FSO")
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, dir, stream := startStream(t)
 	publish(t, js, ev("a", 1))
 	publish(t, js, ev("a", 2))
 	waitLines(t, dir, 2)
