@@ -58,8 +58,17 @@ func Replicas(nc *nats.Conn, want int) int {
 // on every connect.
 func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 	asked := o
-	if o.Replicas <= 0 || o.DuplicateWindow == 0 {
-		inheritStream(ctx, js, &o)
+	// A new stream is a work queue; one made by an older FSO keeps
+	// interest retention, which the broker cannot change to a work queue.
+	retention := jetstream.WorkQueuePolicy
+	if old := existingStream(ctx, js, o.Logger); old != nil {
+		retention = old.Retention
+		if o.Replicas <= 0 {
+			o.Replicas = old.Replicas
+		}
+		if o.DuplicateWindow == 0 {
+			o.DuplicateWindow = old.Duplicates
+		}
 	}
 	if o.Replicas <= 0 {
 		o.Replicas = Replicas(js.Conn(), 0)
@@ -75,9 +84,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 		Description: "FSO events and diffs, kept until the recorder has written them",
 		Subjects:    []string{event.AllEvents, event.AllDiffs, event.ConfigSubject},
 		Storage:     jetstream.FileStorage,
-		// Interest retention removes a message once the recorder acked it;
+		// Both retentions remove a message once the recorder acked it;
 		// DiscardNew makes a full stream refuse, never drop unrecorded events.
-		Retention:   jetstream.InterestPolicy,
+		Retention:   retention,
 		Discard:     jetstream.DiscardNew,
 		MaxBytes:    o.StreamMaxBytes,
 		Duplicates:  o.DuplicateWindow,
@@ -93,6 +102,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 			// update it next time, keeping its settings where asked leaves them open.
 			if s, ierr := js.Stream(ctx, Stream); ierr == nil {
 				c := s.CachedInfo().Config
+				sc.Retention = c.Retention
 				if asked.Replicas <= 0 {
 					sc.Replicas = c.Replicas
 				}
@@ -119,6 +129,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 		MaxDeliver:    -1,
 		MaxAckPending: 50000,
 		Replicas:      o.Replicas,
+		// The consumer's state (what is delivered, what acked) is kept in
+		// the broker's memory, not rewritten to a file ten times a second:
+		// in a work queue the stream itself keeps every message not acked,
+		// so a consumer lost with a broker restart is re-created (by the
+		// recorder or the next component to connect) and delivers them
+		// all again; the recorder drops what it has. With interest
+		// retention a stream without its consumer would drop new messages,
+		// so there the state stays on disk.
+		MemoryStorage: sc.Retention == jetstream.WorkQueuePolicy,
 	}
 	if err := retry(ctx, o.Logger, "consumer "+RecorderDurable, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateConsumer(ctx, Stream, cc)
@@ -149,10 +168,11 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 	return nil
 }
 
-// inheritStream fills the unset Replicas and DuplicateWindow of o from the
-// existing stream, if there is one.
-func inheritStream(ctx context.Context, js jetstream.JetStream, o *SetupOptions) {
-	_ = retry(ctx, o.Logger, "stream "+Stream, func(ctx context.Context) error {
+// existingStream returns the configuration of the FSO stream, or nil if
+// there is none yet (or the broker does not answer until ctx ends).
+func existingStream(ctx context.Context, js jetstream.JetStream, logger *slog.Logger) *jetstream.StreamConfig {
+	var c *jetstream.StreamConfig
+	_ = retry(ctx, logger, "stream "+Stream, func(ctx context.Context) error {
 		s, err := js.Stream(ctx, Stream)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil
@@ -160,15 +180,11 @@ func inheritStream(ctx context.Context, js jetstream.JetStream, o *SetupOptions)
 		if err != nil {
 			return err
 		}
-		c := s.CachedInfo().Config
-		if o.Replicas <= 0 {
-			o.Replicas = c.Replicas
-		}
-		if o.DuplicateWindow == 0 {
-			o.DuplicateWindow = c.Duplicates
-		}
+		cfg := s.CachedInfo().Config
+		c = &cfg
 		return nil
 	})
+	return c
 }
 
 // retry runs f until it succeeds or ctx ends: right after a server starts
