@@ -112,6 +112,14 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 			}
 			return fmt.Errorf("created meanwhile: %v", err)
 		}
+		if err != nil {
+			// The broker cannot change a stream's retention to or from a
+			// work queue: keep the stream's own.
+			if s, ierr := js.Stream(ctx, Stream); ierr == nil && s.CachedInfo().Config.Retention != sc.Retention {
+				sc.Retention = s.CachedInfo().Config.Retention
+				return fmt.Errorf("keeping the stream's retention: %v", err)
+			}
+		}
 		return err
 	}); err != nil {
 		return fmt.Errorf("broker: set up stream %s: %w", Stream, err)
@@ -140,6 +148,10 @@ func Setup(ctx context.Context, js jetstream.JetStream, o SetupOptions) error {
 		MemoryStorage: sc.Retention == jetstream.WorkQueuePolicy,
 	}
 	if err := retry(ctx, o.Logger, "consumer "+RecorderDurable, func(ctx context.Context) error {
+		// Nor can it change where a consumer keeps its state.
+		if c, err := js.Consumer(ctx, Stream, RecorderDurable); err == nil {
+			cc.MemoryStorage = c.CachedInfo().Config.MemoryStorage
+		}
 		_, err := js.CreateOrUpdateConsumer(ctx, Stream, cc)
 		return err
 	}); err != nil {
@@ -205,6 +217,11 @@ func retry(ctx context.Context, logger *slog.Logger, what string, f func(context
 			return nil
 		}
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return err
+		}
+		// A request the broker refuses as such (a configuration it will
+		// not take) fails the same way every time: say so at once.
+		if apiErr := (*jetstream.APIError)(nil); errors.As(err, &apiErr) && apiErr.Code == 400 {
 			return err
 		}
 		if logger != nil && time.Since(said) >= 10*time.Second {

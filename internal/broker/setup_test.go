@@ -1,6 +1,8 @@
 package broker_test
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -12,9 +14,9 @@ import (
 )
 
 // TestWorkQueueConsumerInMemory: a new FSO stream is a work queue and the
-// recorder's consumer keeps its state in memory. A broker restart loses
-// that consumer; Setup makes it again, and it delivers every message the
-// stream still holds.
+// recorder's consumer keeps its state in memory. A broker killed and
+// restarted on its data has lost that consumer but kept the messages;
+// Setup makes the consumer again, and it delivers every one of them.
 func TestWorkQueueConsumerInMemory(t *testing.T) {
 	dir := t.TempDir()
 	b := brokertest.StartIn(t, dir)
@@ -40,11 +42,20 @@ func TestWorkQueueConsumerInMemory(t *testing.T) {
 	}
 	b.Shutdown()
 
-	b = brokertest.StartIn(t, dir) // runs Setup
-	js = b.JetStream(t)
+	// Restarted without Setup: the consumer is gone, the messages are not.
+	rb := startRaw(t, dir)
+	js = rb.JetStream(t)
+	if _, err := js.Consumer(t.Context(), broker.Stream, broker.RecorderDurable); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("consumer after a restart: %v, want not found (its state was in memory)", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := broker.Setup(ctx, js, broker.SetupOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	c, err = js.Consumer(t.Context(), broker.Stream, broker.RecorderDurable)
 	if err != nil {
-		t.Fatalf("consumer after a restart and Setup: %v", err)
+		t.Fatalf("consumer after Setup: %v", err)
 	}
 	batch, err := c.Fetch(10, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
@@ -59,23 +70,31 @@ func TestWorkQueueConsumerInMemory(t *testing.T) {
 	}
 }
 
+// startRaw starts a broker on dir without FSO's setup.
+func startRaw(t *testing.T, dir string) *brokertest.Broker {
+	t.Helper()
+	b, err := broker.Start(broker.Config{DataDir: dir, Listen: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	return &brokertest.Broker{Broker: b, URL: b.ClientURL()}
+}
+
 // TestInterestStreamKept: a stream made by an older FSO (interest
 // retention, which the broker cannot turn into a work queue) keeps its
 // retention, and the consumer its state on disk: without its consumer an
 // interest stream would drop new messages.
 func TestInterestStreamKept(t *testing.T) {
-	b, err := broker.Start(broker.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Shutdown)
-	tb := &brokertest.Broker{Broker: b, URL: b.ClientURL()}
-	js := tb.JetStream(t)
+	js := startRaw(t, t.TempDir()).JetStream(t)
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: broker.Stream, Subjects: []string{"fso.events.>", "fso.diffs.>", "fso.config"},
 		Retention: jetstream.InterestPolicy, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	if err := broker.Setup(t.Context(), js, broker.SetupOptions{}); err != nil {
+	// Bounded: a Setup that insisted on a work queue would retry forever.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := broker.Setup(ctx, js, broker.SetupOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := js.Stream(t.Context(), broker.Stream)

@@ -202,14 +202,26 @@ func (r *Recorder) consume(ctx context.Context, msgs chan<- jetstream.Msg) {
 func (r *Recorder) consumeOnce(ctx context.Context, msgs chan<- jetstream.Msg) error {
 	cons, err := r.js.Consumer(ctx, broker.Stream, broker.RecorderDurable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err = broker.Setup(ctx, r.js, broker.SetupOptions{Logger: r.logger}); err == nil {
+		// A broker restart loses a work queue's consumer (its state is in
+		// memory); the broker's own setup makes it again at its start.
+		// Try here too, for a broker that does not, but not for long: a
+		// recorder without the right to update the stream (--auth) waits
+		// for the broker's instead.
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = broker.Setup(sctx, r.js, broker.SetupOptions{Logger: r.logger})
+		cancel()
+		if err == nil {
 			cons, err = r.js.Consumer(ctx, broker.Stream, broker.RecorderDurable)
 		}
 	}
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2048))
+	// A pull request that reaches the broker before its consumer is made
+	// again gets "no responders", which the client takes for transient:
+	// only missing heartbeats (two, at half the expiry) end the iterator.
+	// A 5 s expiry bounds that pause after a broker restart.
+	it, err := cons.Messages(jetstream.PullMaxMessages(2048), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return err
 	}

@@ -307,6 +307,9 @@ func TestSecurityPermissions(t *testing.T) {
 		if _, err := js.CreateOrUpdateConsumer(t.Context(), "FSO", jetstream.ConsumerConfig{}); err == nil {
 			t.Fatal("agent a created a consumer on FSO")
 		}
+		// Refused for its rights, not only by the work queue's rule of one
+		// consumer per subject.
+		v.wait(t, `Publish to "$JS.API.CONSUMER.CREATE.FSO`)
 		if _, err := js.Stream(t.Context(), "FSO"); err == nil {
 			t.Fatal("agent a read the FSO stream's info")
 		}
@@ -375,10 +378,11 @@ func TestSecurityPermissions(t *testing.T) {
 		if err := kv.Purge(t.Context(), "doc"); err == nil {
 			t.Error("the recorder purged the configuration document")
 		}
-		_, cjs, _ := s.client(t, auth.RoleController, "controller")
+		_, cjs, cv := s.client(t, auth.RoleController, "controller")
 		if _, err := cjs.CreateOrUpdateConsumer(t.Context(), "FSO", jetstream.ConsumerConfig{}); err == nil {
 			t.Error("the controller created a consumer on FSO")
 		}
+		cv.wait(t, `Publish to "$JS.API.CONSUMER.CREATE.FSO`)
 		if err := cjs.DeleteStream(t.Context(), "FSO"); err == nil {
 			t.Error("the controller deleted the FSO stream")
 		}
