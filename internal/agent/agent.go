@@ -308,6 +308,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer func() {
 		if err := sp.Close(); err != nil {
 			a.fail("close spool", err)
+			a.gapMu.Lock()
+			a.poisonMarker(err)
+			a.gapMu.Unlock()
 			return
 		}
 		a.clearMarker()
@@ -1080,10 +1083,11 @@ func (a *Agent) track(ctx context.Context, kv jetstream.KeyValue, w *watch.Watch
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			// Also here: collect may be busy with a long rescan.
-			a.gapMu.Lock()
-			a.syncDue(now)
-			a.gapMu.Unlock()
+			// Also here, when collect is not in a long record (a rescan).
+			if a.gapMu.TryLock() {
+				a.syncDue(now)
+				a.gapMu.Unlock()
+			}
 			if a.recorded.Load() < a.sp.NextSeq()-1 {
 				if wm, err := readWatermark(ctx, kv, a.cfg.ID); err == nil && wm > a.recorded.Load() {
 					a.adoptWatermark(wm)

@@ -63,6 +63,25 @@ func (a *Agent) writeMarker(m marker) error {
 	return atomicfile.WriteFile(a.markerPath(), b, 0o600)
 }
 
+// overwriteMarker writes m over the marker in place: no new file, so no
+// new block, for a disk too full for writeMarker's temporary file. A
+// crash halfway leaves it unreadable, which counts as a loss too.
+func (a *Agent) overwriteMarker(m marker) error {
+	b, _ := json.Marshal(m)
+	f, err := os.OpenFile(a.markerPath(), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(b, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(b)))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
 // checkMarker, at start, reports whether an earlier run's deferred records
 // may be lost from the spool, and the seqs it had reserved (0 if unknown).
 // A marker of this boot (the process was killed, the kernel kept the
@@ -86,6 +105,8 @@ func (a *Agent) checkMarker() (lost bool, reserved uint64) {
 	}
 	if err := a.sp.Sync(); err != nil {
 		a.fail("sync the spool a killed run left", err)
+		a.mark, a.marked = m, true
+		a.poisonMarker(err) // a later start in this boot must not take it for settled
 		return true, m.Reserved
 	}
 	a.mark, a.marked, a.markerDone = m, true, true
@@ -143,6 +164,8 @@ func (a *Agent) poisonMarker(err error) {
 	}
 	a.mark.SyncFailed = err.Error()
 	if werr := a.writeMarker(a.mark); werr != nil {
-		a.fail("record the failed spool fsync in the unsynced marker", werr)
+		if oerr := a.overwriteMarker(a.mark); oerr != nil {
+			a.fail("record the failed spool fsync in the unsynced marker", errors.Join(werr, oerr))
+		}
 	}
 }
