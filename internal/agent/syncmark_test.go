@@ -18,6 +18,8 @@ import (
 	"github.com/fso-project/fso/internal/broker"
 	"github.com/fso-project/fso/internal/broker/brokertest"
 	"github.com/fso-project/fso/internal/event"
+	"github.com/fso-project/fso/internal/spool"
+	"github.com/fso-project/fso/internal/testdisk"
 )
 
 // TestSpoolSyncDeferred: events go out without a spool fsync. Those the
@@ -184,5 +186,49 @@ func TestSpoolMarkerKeptUntilDeclared(t *testing.T) {
 	a.Run(ctx)
 	if got, err := os.ReadFile(marker); err != nil || !strings.Contains(string(got), "another") {
 		t.Fatalf("marker after a start stopped before the broker answered: %q, %v; want it kept", got, err)
+	}
+}
+
+// TestSpoolFailurePoisonsMarker: once the spool fails to take a batch (here
+// its disk is full: the next segment cannot be created) the deferred writes
+// before it are suspect too, so the marker records the failure. It outlives
+// the clean stop, and the next start declares a gap whatever the boot
+// (TestSpoolUnsyncedAfterReboot, "fsync failed"). Whether the marker was
+// rewritten whole or in place (overwriteMarker) depends on what room the
+// failed append left; this test does not tell them apart.
+func TestSpoolFailurePoisonsMarker(t *testing.T) {
+	state := testdisk.Small(t, "1m")
+	root := t.TempDir()
+	marker := filepath.Join(state, "spool-unsynced")
+	t.Cleanup(func() { // after the agent's stop
+		if b, err := os.ReadFile(marker); err != nil || !strings.Contains(string(b), `"sync_failed"`) {
+			t.Errorf("marker after the stop: %q, %v; want it kept, with the failure", b, err)
+		}
+	})
+	ag := startAgent(t, agent.Config{Roots: []agent.Root{{Path: root, Recursive: true}}, StateDir: state,
+		DrainTimeout: 100 * time.Millisecond, Spool: spool.Options{SegmentBytes: 16 << 10}})
+	ag.watching(t)
+	if err := os.WriteFile(filepath.Join(root, "first"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ag.waitFor(t, "did not publish", func(s agent.Status) bool { return s.Published >= 1 })
+	if b, err := os.ReadFile(marker); err != nil || strings.Contains(string(b), "sync_failed") {
+		t.Fatalf("marker after a deferred event: %q, %v; want one without a failure", b, err)
+	}
+	testdisk.Fill(t, filepath.Join(state, "filler"))
+	// More than a 16 KiB segment holds: the spool must start another.
+	for i := range 200 {
+		if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("file-with-a-longish-name-%03d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(marker); strings.Contains(string(b), `"sync_failed"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b, err := os.ReadFile(marker)
+			t.Fatalf("marker with the spool's disk full: %q, %v; want the failure recorded (status %+v)", b, err, ag.status(t))
+		}
 	}
 }

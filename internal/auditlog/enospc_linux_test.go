@@ -13,47 +13,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fso-project/fso/internal/testdisk"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes and returns its path.
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("umount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fill writes to path until the file system is full.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1024)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
-}
 
 // record returns a record of about 400 bytes.
 func record(seq int) []byte {
@@ -74,7 +36,7 @@ func TestSyncOnFullDisk(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			mnt := mountTmpfs(t, 64<<10)
+			mnt := testdisk.Small(t, fmt.Sprint(64<<10))
 			dir := filepath.Join(mnt, "audit")
 			now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 			w, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Now: func() time.Time { return now }})
@@ -102,7 +64,7 @@ func TestSyncOnFullDisk(t *testing.T) {
 			before, _ := os.ReadFile(segPath)
 			headSeg, headLine, headHash := w.Head()
 
-			fill(t, filepath.Join(mnt, "filler"))
+			testdisk.Fill(t, filepath.Join(mnt, "filler"))
 			if err := w.Append(batch(50)...); err != nil {
 				t.Fatal(err)
 			}
@@ -147,7 +109,7 @@ func TestSyncOnFullDisk(t *testing.T) {
 }
 
 func TestSyncFailsCreatingSegment(t *testing.T) {
-	mnt := mountTmpfs(t, 64<<10)
+	mnt := testdisk.Small(t, fmt.Sprint(64<<10))
 	dir := filepath.Join(mnt, "audit")
 	w, err := Open(dir, Options{})
 	if err != nil {
@@ -155,7 +117,7 @@ func TestSyncFailsCreatingSegment(t *testing.T) {
 	}
 	defer w.Close()
 	w.noFallocate = true
-	fill(t, filepath.Join(mnt, "filler"))
+	testdisk.Fill(t, filepath.Join(mnt, "filler"))
 	if err := w.Append(record(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +182,7 @@ func TestReserveAhead(t *testing.T) {
 	w.Close()
 
 	// Less room than a step, enough for a batch.
-	mnt := mountTmpfs(t, 512<<10)
+	mnt := testdisk.Small(t, fmt.Sprint(512<<10))
 	w, err = Open(filepath.Join(mnt, "audit"), Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)

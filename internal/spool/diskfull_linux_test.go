@@ -8,16 +8,15 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fso-project/fso/internal/spool"
+	"github.com/fso-project/fso/internal/testdisk"
 )
 
 // TestDiskFull fills a small tmpfs: the append that does not fit fails with
 // ENOSPC and leaves no partial frame, and appends work again once Trim has
 // freed space.
 func TestDiskFull(t *testing.T) {
-	dir := smallDisk(t, "256k")
+	dir := testdisk.Small(t, "256k")
 	const n = 3000
 	es := entrySize(n)
 	opts := spool.Options{SegmentBytes: 40 << 10}
@@ -80,7 +79,7 @@ func TestDiskFull(t *testing.T) {
 // TestPreallocationDiskFull: a disk too full for the preallocation still
 // takes a batch that fits; the file then holds just the frames.
 func TestPreallocationDiskFull(t *testing.T) {
-	dir := smallDisk(t, "64k")
+	dir := testdisk.Small(t, "64k")
 	opts := spool.Options{SegmentBytes: 4 << 20} // preallocates 1 MiB, more than the disk
 	s := open(t, dir, opts)
 	mustAppend(t, s, batch(1, 2, 1000))
@@ -91,23 +90,4 @@ func TestPreallocationDiskFull(t *testing.T) {
 	s.Close()
 	s = open(t, dir, opts)
 	checkEntries(t, readAll(t, s), seqRange(1, 4), 1000)
-}
-
-// smallDisk mounts a tmpfs of size (as mount takes it) on a temporary
-// directory for the test, or skips it without root.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
 }
