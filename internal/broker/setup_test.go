@@ -21,20 +21,7 @@ func TestWorkQueueConsumerInMemory(t *testing.T) {
 	dir := t.TempDir()
 	b := brokertest.StartIn(t, dir)
 	js := b.JetStream(t)
-	s, err := js.Stream(t.Context(), broker.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := s.CachedInfo().Config.Retention; r != jetstream.WorkQueuePolicy {
-		t.Fatalf("new stream: retention %v, want work queue", r)
-	}
-	c, err := js.Consumer(t.Context(), broker.Stream, broker.RecorderDurable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !c.CachedInfo().Config.MemoryStorage {
-		t.Fatal("recorder's consumer on a work queue: state on disk, want in memory")
-	}
+	checkSetup(t, js, jetstream.WorkQueuePolicy, true)
 	for i := range 3 {
 		if _, err := js.Publish(t.Context(), "fso.events.a.create", []byte{byte('0' + i)}); err != nil {
 			t.Fatal(err)
@@ -53,7 +40,7 @@ func TestWorkQueueConsumerInMemory(t *testing.T) {
 	if err := broker.Setup(ctx, js, broker.SetupOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	c, err = js.Consumer(t.Context(), broker.Stream, broker.RecorderDurable)
+	c, err := js.Consumer(t.Context(), broker.Stream, broker.RecorderDurable)
 	if err != nil {
 		t.Fatalf("consumer after Setup: %v", err)
 	}
@@ -97,18 +84,25 @@ func TestInterestStreamKept(t *testing.T) {
 	if err := broker.Setup(ctx, js, broker.SetupOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	checkSetup(t, js, jetstream.InterestPolicy, false)
+}
+
+// checkSetup checks the FSO stream's retention and whether the recorder's
+// consumer keeps its state in memory.
+func checkSetup(t *testing.T, js jetstream.JetStream, retention jetstream.RetentionPolicy, memory bool) {
+	t.Helper()
 	s, err := js.Stream(t.Context(), broker.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := s.CachedInfo().Config.Retention; r != jetstream.InterestPolicy {
-		t.Fatalf("older stream after Setup: retention %v, want interest kept", r)
+	if r := s.CachedInfo().Config.Retention; r != retention {
+		t.Fatalf("stream retention %v, want %v", r, retention)
 	}
 	c, err := js.Consumer(t.Context(), broker.Stream, broker.RecorderDurable)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.CachedInfo().Config.MemoryStorage {
-		t.Fatal("recorder's consumer on an interest stream: state in memory, want on disk")
+	if m := c.CachedInfo().Config.MemoryStorage; m != memory {
+		t.Fatalf("recorder's consumer state in memory: %v, want %v", m, memory)
 	}
 }
