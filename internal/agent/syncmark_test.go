@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -183,7 +184,11 @@ func TestSpoolMarkerKeptUntilDeclared(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
 	defer cancel()
-	a.Run(ctx)
+	// It must have read the marker and be waiting for the broker to
+	// declare the gap, not have failed before.
+	if err := a.Run(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run: %v, want it stopped while waiting for the broker", err)
+	}
 	if got, err := os.ReadFile(marker); err != nil || !strings.Contains(string(got), "another") {
 		t.Fatalf("marker after a start stopped before the broker answered: %q, %v; want it kept", got, err)
 	}
